@@ -1,0 +1,11 @@
+//! One integration-test crate for the whole project (one link step, one binary to run).
+//! Each module tests one capability end to end; `support` starts simulators and apps on port 0.
+
+#[path = "../support/mod.rs"]
+mod support;
+
+mod client;
+mod config;
+mod credentials;
+mod signing_vectors;
+mod sim;
