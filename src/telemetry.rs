@@ -1,1 +1,42 @@
-//! (in progress)
+//! Logging: tracing events to stderr (stdout is for command output), as text or JSON lines,
+//! filtered by `log.level` unless `RUST_LOG` is set, which wins so that an operator can raise
+//! the level for one run without editing the configuration.
+
+use tracing_subscriber::EnvFilter;
+
+use crate::config::{LogFormat, LogSettings};
+
+/// Installs the global subscriber. Calling it again (as tests do) leaves the first one.
+pub fn init(settings: &LogSettings) {
+    let (filter, rejected_rust_log) = filter(settings);
+    let builder = tracing_subscriber::fmt()
+        .with_writer(std::io::stderr)
+        .with_env_filter(filter);
+    // Ignoring the error is deliberate: it only says a subscriber was already installed.
+    let _ = match settings.format {
+        LogFormat::Text => builder.try_init(),
+        LogFormat::Json => builder.json().flatten_event(true).try_init(),
+    };
+    if let Some(err) = rejected_rust_log {
+        tracing::warn!(%err, level = %settings.level, "RUST_LOG is not a valid filter; using log.level");
+    }
+}
+
+/// `RUST_LOG` when set and valid, else `log.level` (validated when the configuration was
+/// loaded); the second value is why `RUST_LOG` was not used, to be logged once logging works.
+fn filter(settings: &LogSettings) -> (EnvFilter, Option<String>) {
+    let rust_log = std::env::var(EnvFilter::DEFAULT_ENV)
+        .ok()
+        .filter(|value| !value.trim().is_empty());
+    let mut rejected = None;
+    if let Some(directives) = rust_log {
+        match EnvFilter::builder().parse(&directives) {
+            Ok(filter) => return (filter, None),
+            Err(err) => rejected = Some(err.to_string()),
+        }
+    }
+    let filter = EnvFilter::builder()
+        .parse(&settings.level)
+        .unwrap_or_else(|_| EnvFilter::new("info"));
+    (filter, rejected)
+}

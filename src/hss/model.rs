@@ -430,7 +430,8 @@ mod tests {
 
     #[test]
     fn error_bodies_in_every_sdk_shape() {
-        let cases: [(&[u8], Option<(&str, &str)>); 6] = [
+        type Case<'a> = (&'a [u8], Option<(&'a str, &'a str)>);
+        let cases: [Case; 6] = [
             (
                 br#"{"error_code":"APIGW.0301","error_msg":"bad sig"}"#,
                 Some(("APIGW.0301", "bad sig")),

@@ -1,1 +1,339 @@
-//! (in progress)
+//! `hss-scand config check` end to end: the real binary, real files, a controlled
+//! environment. A good configuration prints the effective one and exits 0; every kind of bad
+//! one exits 78 with exactly one line naming the file (or environment variable) and the key.
+
+use crate::support::app::{Outcome, config_check, config_file, run_hss_scand, shipped_config};
+
+const TARGET: &str = r#"
+[[targets]]
+name = "prod"
+region = "ap-southeast-1"
+project_id = "0123456789abcdef0123456789abcdef"
+image_types = ["private_image"]
+"#;
+
+/// Exit 78, nothing on stdout, and one stderr line that starts with the origin and names the key.
+fn assert_config_error(outcome: &Outcome, origin: &str, key: &str) {
+    assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+    assert_eq!(outcome.stdout, "", "{outcome:#?}");
+    let lines = outcome.stderr_lines();
+    assert_eq!(lines.len(), 1, "exactly one line expected: {outcome:#?}");
+    assert!(
+        lines[0].starts_with(&format!("config error in {origin}: ")),
+        "should name {origin}: {}",
+        lines[0]
+    );
+    assert!(lines[0].contains(key), "should name {key}: {}", lines[0]);
+}
+
+/// `config check` of TARGET plus `extra`, expected to fail on `key` in that file.
+fn assert_rejected(extra: &str, key: &str) -> String {
+    let file = config_file(&format!("{TARGET}\n{extra}"));
+    let outcome = config_check(file.path(), &[]);
+    assert_config_error(&outcome, &file.path().display().to_string(), key);
+    outcome.stderr
+}
+
+#[test]
+fn the_production_example_is_accepted_and_its_values_printed() {
+    let outcome = config_check(&shipped_config("examples/production.toml"), &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    for effective in [
+        "name = \"prod-sg\"",
+        "name = \"prod-eu\"",
+        "rescan_after = \"14d\"",
+        "daily_budget = 20000",
+        "tag = \"{latest,stable,v*}\"",
+        "format = \"json\"",
+        // not in the file: a default
+        "scanning_timeout = \"6h\"",
+    ] {
+        assert!(
+            outcome.stdout.contains(effective),
+            "missing {effective}:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
+#[test]
+fn the_minimal_example_is_accepted_with_the_defaults() {
+    let outcome = config_check(&shipped_config("examples/minimal.toml"), &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        outcome.stdout.contains("page_size = 200"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("sync = \"0 */30 * * * *\""),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[test]
+fn the_printed_configuration_is_itself_a_valid_configuration_file() {
+    let first = config_check(&shipped_config("examples/production.toml"), &[]);
+    let printed = config_file(&first.stdout);
+    let second = config_check(printed.path(), &[]);
+    assert_eq!(second.code, Some(0), "{second:#?}");
+    let body = |text: &str| {
+        text.lines()
+            .filter(|l| !l.starts_with('#'))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    assert_eq!(body(&second.stdout), body(&first.stdout));
+}
+
+#[test]
+fn a_toml_syntax_error_gives_file_line_and_column() {
+    let stderr = assert_rejected("[policy]\nbatch_size = \n", "TOML parse error");
+    assert!(stderr.contains("line 9 column 14"), "{stderr}");
+}
+
+#[test]
+fn an_unknown_key_is_named_by_its_path() {
+    assert_rejected(
+        "[policy]\nrescan_aftr = \"3d\"\n",
+        "unknown key policy.rescan_aftr",
+    );
+}
+
+#[test]
+fn an_out_of_range_value_is_named_with_the_range() {
+    let stderr = assert_rejected(
+        "[hss]\npage_size = 500\n",
+        "hss.page_size: 500 is out of range 1..=200",
+    );
+    assert!(!stderr.contains('\t'));
+}
+
+#[test]
+fn a_bad_duration_is_named() {
+    assert_rejected(
+        "[policy]\nrescan_after = \"7 dayz\"\n",
+        "policy.rescan_after: \"7 dayz\" is not a duration",
+    );
+}
+
+#[test]
+fn a_five_field_cron_expression_is_rejected() {
+    assert_rejected(
+        "[schedule]\nsync = \"*/30 * * * *\"\n",
+        "schedule.sync: \"*/30 * * * *\" has 5 fields",
+    );
+}
+
+#[test]
+fn a_garbage_cron_expression_is_rejected() {
+    assert_rejected(
+        "[schedule]\nscan = \"every half hour on the dot\"\n",
+        "schedule.scan: \"every half hour on the dot\" is not a valid cron expression",
+    );
+}
+
+#[test]
+fn an_unknown_image_type_is_named_with_the_allowed_ones() {
+    let file = config_file(&TARGET.replace(
+        "[\"private_image\"]",
+        "[\"private_image\", \"public_image\"]",
+    ));
+    let outcome = config_check(file.path(), &[]);
+    assert_config_error(
+        &outcome,
+        &file.path().display().to_string(),
+        "targets[0].image_types[1]",
+    );
+    assert!(
+        outcome.stderr.contains("\"public_image\""),
+        "{}",
+        outcome.stderr
+    );
+    assert!(
+        outcome.stderr.contains("\"instance_image\""),
+        "{}",
+        outcome.stderr
+    );
+}
+
+#[test]
+fn duplicate_target_names_are_rejected() {
+    assert_rejected(
+        TARGET,
+        "targets[1].name: \"prod\" is already the name of targets[0]",
+    );
+}
+
+#[test]
+fn a_missing_file_is_named() {
+    let dir = tempfile::tempdir().unwrap();
+    let missing = dir.path().join("nope.toml");
+    let outcome = config_check(&missing, &[]);
+    assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+    assert_eq!(
+        outcome.stderr_lines(),
+        [format!(
+            "config error: {}: file not found",
+            missing.display()
+        )]
+    );
+}
+
+#[test]
+fn the_config_path_defaults_to_the_environment_then_etc() {
+    let file = config_file(TARGET);
+    let path = file.path().to_str().unwrap();
+    let outcome = run_hss_scand(&["config", "check"], &[("HSS_SCAND_CONFIG", path)]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(outcome.stdout.contains(path), "{}", outcome.stdout);
+
+    let outcome = run_hss_scand(&["config", "check"], &[]);
+    if !std::path::Path::new("/etc/hss-scand/config.toml").exists() {
+        assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+        assert_eq!(
+            outcome.stderr,
+            "config error: /etc/hss-scand/config.toml: file not found\n"
+        );
+    }
+}
+
+#[test]
+fn an_environment_variable_overrides_the_file() {
+    let file = config_file(&format!("{TARGET}\n[policy]\nrescan_after = \"1d\"\n"));
+    let outcome = config_check(file.path(), &[]);
+    assert!(
+        outcome.stdout.contains("rescan_after = \"1d\""),
+        "{}",
+        outcome.stdout
+    );
+
+    let outcome = config_check(file.path(), &[("HSS_SCAND__POLICY__RESCAN_AFTER", "3d")]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        outcome.stdout.contains("rescan_after = \"3d\""),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        !outcome.stdout.contains("rescan_after = \"1d\""),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("HSS_SCAND__POLICY__RESCAN_AFTER"),
+        "the override is listed"
+    );
+}
+
+#[test]
+fn a_bad_environment_value_names_the_variable() {
+    let file = config_file(TARGET);
+    let outcome = config_check(file.path(), &[("HSS_SCAND__POLICY__RESCAN_AFTER", "soon")]);
+    assert_config_error(
+        &outcome,
+        "environment variable HSS_SCAND__POLICY__RESCAN_AFTER",
+        "policy.rescan_after",
+    );
+    let outcome = config_check(file.path(), &[("HSS_SCAND__HSS__PAGE_SIZE", "0")]);
+    assert_config_error(
+        &outcome,
+        "environment variable HSS_SCAND__HSS__PAGE_SIZE",
+        "hss.page_size",
+    );
+}
+
+#[test]
+fn credentials_in_the_environment_are_reported_but_never_printed() {
+    const AK: &str = "AK-MARKER-7f3a9c";
+    const SK: &str = "SK-MARKER-c91e2b";
+    let env = [
+        ("HUAWEICLOUD_SDK_AK", AK),
+        ("HUAWEICLOUD_SDK_SK", SK),
+        ("RUST_LOG", "trace"),
+    ];
+    let outcome = config_check(&shipped_config("examples/minimal.toml"), &env);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    for marker in [AK, SK] {
+        assert!(
+            !outcome.stdout.contains(marker) && !outcome.stderr.contains(marker),
+            "{outcome:#?}"
+        );
+    }
+    assert!(
+        outcome
+            .stdout
+            .contains("HUAWEICLOUD_SDK_AK is set, HUAWEICLOUD_SDK_SK is set"),
+        "{}",
+        outcome.stdout
+    );
+}
+
+#[test]
+fn a_password_in_an_endpoint_url_is_never_printed() {
+    const PASSWORD: &str = "PASSWORD-MARKER-55d1";
+    let file = config_file(&format!(
+        "{TARGET}\n[hss]\nendpoint = \"https://operator:{PASSWORD}@hss.example.com/\"\n"
+    ));
+    let outcome = config_check(file.path(), &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        !outcome.stdout.contains(PASSWORD) && !outcome.stderr.contains(PASSWORD),
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("endpoint = \"https://operator:[redacted]@hss.example.com/\""),
+        "{}",
+        outcome.stdout
+    );
+
+    // The same from the environment, and in a rejected configuration.
+    let endpoint = format!("https://operator:{PASSWORD}@hss.example.com/");
+    let env = [
+        ("HSS_SCAND__HSS__ENDPOINT", endpoint.as_str()),
+        ("HSS_SCAND__HSS__PAGE_SIZE", "999"),
+    ];
+    let outcome = config_check(file.path(), &env);
+    assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+    assert!(
+        !outcome.stdout.contains(PASSWORD) && !outcome.stderr.contains(PASSWORD),
+        "{outcome:#?}"
+    );
+}
+
+#[test]
+fn an_unknown_command_is_a_usage_error() {
+    assert_eq!(run_hss_scand(&["frobnicate"], &[]).code, Some(2));
+    assert_eq!(run_hss_scand(&["config", "frobnicate"], &[]).code, Some(2));
+    assert_eq!(run_hss_scand(&["config"], &[]).code, Some(2));
+    assert_eq!(
+        run_hss_scand(&["--no-such-flag", "config", "check"], &[]).code,
+        Some(2)
+    );
+}
+
+#[test]
+fn help_explains_the_commands_and_exits_0() {
+    let outcome = run_hss_scand(&["--help"], &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        outcome.stdout.contains("--config <PATH>"),
+        "{}",
+        outcome.stdout
+    );
+    assert!(
+        outcome.stdout.contains("HSS_SCAND_CONFIG"),
+        "{}",
+        outcome.stdout
+    );
+    let outcome = run_hss_scand(&["config", "check", "--help"], &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        outcome.stdout.contains("secrets redacted"),
+        "{}",
+        outcome.stdout
+    );
+}

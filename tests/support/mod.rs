@@ -9,3 +9,6 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
+pub mod app;
+pub mod client;
+pub mod sim;

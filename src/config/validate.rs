@@ -1,0 +1,528 @@
+//! The rules a configuration must follow beyond the types of its values: ranges, names that
+//! end up in metrics and URLs, cron expressions the scheduler will accept, log filters. Each
+//! rule reports the full key path it is about, so the error points at one line of the file.
+
+use std::collections::HashMap;
+use std::str::FromStr;
+use std::time::Duration;
+
+use croner::parser::{CronParser, Seconds};
+use tracing::level_filters::LevelFilter;
+use tracing_subscriber::EnvFilter;
+
+use crate::domain::{ImageType, Target, limits};
+
+use super::{CredentialSource, CredentialsSettings, HssSettings, PolicySettings, Settings};
+
+/// One broken rule: the key and what is wrong with its value.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub(super) struct Invalid {
+    pub key: String,
+    pub problem: String,
+}
+
+fn invalid(key: impl Into<String>, problem: impl Into<String>) -> Invalid {
+    Invalid {
+        key: key.into(),
+        problem: problem.into(),
+    }
+}
+
+type Checked = Result<(), Invalid>;
+
+/// Checks the whole configuration; the first broken rule, in file order, is reported.
+pub(super) fn settings(settings: &Settings) -> Checked {
+    database_url(&settings.database.url)?;
+    hss(&settings.hss)?;
+    credentials(&settings.credentials)?;
+    targets(&settings.targets)?;
+    cron("schedule.sync", &settings.schedule.sync)?;
+    cron("schedule.scan", &settings.schedule.scan)?;
+    policy(&settings.policy)?;
+    log_level(&settings.log.level).map_err(|problem| invalid("log.level", problem))
+}
+
+fn database_url(url: &str) -> Checked {
+    // Only SQLite is supported; say so here rather than at the first query. The URL is not
+    // quoted back: a URL may carry a password.
+    if url.trim().is_empty() {
+        return Err(invalid(
+            "database.url",
+            "empty; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db",
+        ));
+    }
+    if !url.to_ascii_lowercase().starts_with("sqlite:") {
+        return Err(invalid(
+            "database.url",
+            "only SQLite is supported; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db",
+        ));
+    }
+    Ok(())
+}
+
+fn hss(hss: &HssSettings) -> Checked {
+    if let Some(endpoint) = &hss.endpoint {
+        http_url("hss.endpoint", endpoint)?;
+    }
+    positive("hss.request_timeout", hss.request_timeout)?;
+    in_range(
+        "hss.page_size",
+        hss.page_size.into(),
+        1,
+        limits::PAGE_SIZE.into(),
+    )?;
+    in_range("hss.max_retries", hss.max_retries.into(), 0, 20)
+}
+
+fn credentials(credentials: &CredentialsSettings) -> Checked {
+    if credentials.source == CredentialSource::File {
+        let required = "required when credentials.source = \"file\"";
+        if credentials.ak_file.is_none() {
+            return Err(invalid("credentials.ak_file", required));
+        }
+        if credentials.sk_file.is_none() {
+            return Err(invalid("credentials.sk_file", required));
+        }
+    }
+    http_url(
+        "credentials.metadata_endpoint",
+        &credentials.metadata_endpoint,
+    )
+}
+
+fn http_url(key: &str, url: &url::Url) -> Checked {
+    if !matches!(url.scheme(), "http" | "https") || url.host().is_none() {
+        return Err(invalid(
+            key,
+            "must be an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(())
+}
+
+fn targets(targets: &[Target]) -> Checked {
+    if targets.is_empty() {
+        return Err(invalid(
+            "targets",
+            "no [[targets]] configured; at least one is required",
+        ));
+    }
+    let mut first_with_name: HashMap<&str, usize> = HashMap::new();
+    for (index, target) in targets.iter().enumerate() {
+        let key = |field: &str| format!("targets[{index}].{field}");
+        target_name(&target.name).map_err(|problem| invalid(key("name"), problem))?;
+        if let Some(first) = first_with_name.insert(&target.name, index) {
+            return Err(invalid(
+                key("name"),
+                format!(
+                    "{:?} is already the name of targets[{first}]; names must be unique",
+                    target.name
+                ),
+            ));
+        }
+        region(&target.region).map_err(|problem| invalid(key("region"), problem))?;
+        project_id(&target.project_id).map_err(|problem| invalid(key("project_id"), problem))?;
+        image_types(&target.image_types).map_err(|(at, problem)| match at {
+            Some(i) => invalid(key(&format!("image_types[{i}]")), problem),
+            None => invalid(key("image_types"), problem),
+        })?;
+    }
+    Ok(())
+}
+
+/// Names become metric labels, log fields and database keys: keep them plain.
+fn target_name(name: &str) -> Result<(), String> {
+    if name.is_empty() {
+        return Err("empty; every target needs a name".to_owned());
+    }
+    if let Some(bad) = name
+        .chars()
+        .find(|c| !(c.is_ascii_alphanumeric() || "_.-".contains(*c)))
+    {
+        return Err(format!(
+            "{name:?} contains {bad:?}; use only letters, digits, '_', '.' and '-'"
+        ));
+    }
+    Ok(())
+}
+
+/// The region is part of the endpoint's host name (`hss.{region}.myhuaweicloud.com`).
+fn region(region: &str) -> Result<(), String> {
+    if region.is_empty() {
+        return Err("empty; write a region id such as ap-southeast-1".to_owned());
+    }
+    if !region
+        .chars()
+        .all(|c| c.is_ascii_alphanumeric() || c == '-')
+    {
+        return Err(format!(
+            "{region:?} is not a region id such as ap-southeast-1 (letters, digits and '-')"
+        ));
+    }
+    Ok(())
+}
+
+/// The project id is part of every request path.
+fn project_id(project_id: &str) -> Result<(), String> {
+    if project_id.is_empty() {
+        return Err("empty; write the project id of the target's region".to_owned());
+    }
+    if project_id
+        .chars()
+        .any(|c| c.is_whitespace() || c == '/' || c == '?' || c == '#')
+    {
+        return Err(format!("{project_id:?} is not a project id"));
+    }
+    Ok(())
+}
+
+/// `Err((Some(index), problem))` names one entry, `Err((None, problem))` the list.
+fn image_types(types: &[ImageType]) -> Result<(), (Option<usize>, String)> {
+    if types.is_empty() {
+        return Err((
+            None,
+            format!("empty; list at least one of {}", known_image_types()),
+        ));
+    }
+    for (index, image_type) in types.iter().enumerate() {
+        if !image_type.is_known() {
+            return Err((
+                Some(index),
+                format!(
+                    "unknown image type {:?}; expected one of {}",
+                    image_type.as_str(),
+                    known_image_types()
+                ),
+            ));
+        }
+        if types[..index].contains(image_type) {
+            return Err((
+                Some(index),
+                format!("{:?} is listed twice", image_type.as_str()),
+            ));
+        }
+    }
+    Ok(())
+}
+
+fn known_image_types() -> String {
+    ImageType::KNOWN
+        .iter()
+        .map(|known| format!("{:?}", known.as_str()))
+        .collect::<Vec<_>>()
+        .join(", ")
+}
+
+/// Accepts exactly what tokio-cron-scheduler 0.15 accepts (same parser, same options), and
+/// only the 6-field form, so that every schedule reads the same way: seconds first.
+fn cron(key: &str, expression: &str) -> Checked {
+    let fields = expression.split_whitespace().count();
+    if fields != 6 {
+        return Err(invalid(
+            key,
+            format!(
+                "{expression:?} has {fields} fields, a schedule needs 6: second minute hour day-of-month month day-of-week (e.g. \"0 */30 * * * *\")"
+            ),
+        ));
+    }
+    CronParser::builder()
+        .seconds(Seconds::Required)
+        .dom_and_dow(true)
+        .build()
+        .parse(expression)
+        .map(drop)
+        .map_err(|err| {
+            invalid(
+                key,
+                format!("{expression:?} is not a valid cron expression ({err})"),
+            )
+        })
+}
+
+fn policy(policy: &PolicySettings) -> Checked {
+    positive("policy.rescan_after", policy.rescan_after)?;
+    positive("policy.scanning_timeout", policy.scanning_timeout)?;
+    in_range(
+        "policy.batch_size",
+        policy.batch_size as u64,
+        1,
+        limits::BATCH_ITEMS as u64,
+    )?;
+    for (index, rule) in policy.rules.iter().enumerate() {
+        if let Some(rescan_after) = rule.rescan_after {
+            positive(&format!("policy.rules[{index}].rescan_after"), rescan_after)?;
+        }
+    }
+    Ok(())
+}
+
+/// A tracing `EnvFilter`. A bare word is taken by `EnvFilter` as a target name, which would
+/// silently turn a misspelt level (`inof`) into "log nothing"; so a bare word must be a level.
+fn log_level(level: &str) -> Result<(), String> {
+    if level.trim().is_empty() {
+        return Err("empty; write a level such as info".to_owned());
+    }
+    for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
+        let bare = !directive.contains('=') && !directive.contains('[');
+        if bare && LevelFilter::from_str(directive).is_err() {
+            return Err(format!(
+                "{directive:?} is not a level (trace, debug, info, warn, error, off); for one module write module=level, e.g. hss_scand::hss=debug"
+            ));
+        }
+    }
+    EnvFilter::builder()
+        .parse(level)
+        .map(drop)
+        .map_err(|err| format!("{level:?} is not a valid log filter ({err})"))
+}
+
+fn positive(key: &str, duration: Duration) -> Checked {
+    if duration.is_zero() {
+        return Err(invalid(key, "must be longer than 0s"));
+    }
+    Ok(())
+}
+
+fn in_range(key: &str, value: u64, min: u64, max: u64) -> Checked {
+    if !(min..=max).contains(&value) {
+        return Err(invalid(
+            key,
+            format!("{value} is out of range {min}..={max}"),
+        ));
+    }
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use std::path::PathBuf;
+
+    use super::super::load::{EnvOverrides, layered};
+    use super::super::{Glob, Rule};
+    use super::*;
+
+    /// The defaults with two targets: valid, and the base every case below breaks once.
+    fn valid() -> Settings {
+        let text = r#"
+[[targets]]
+name = "prod"
+region = "ap-southeast-1"
+project_id = "0123456789abcdef0123456789abcdef"
+image_types = ["private_image", "shared_image"]
+
+[[targets]]
+name = "staging.eu-1"
+region = "eu-west-101"
+project_id = "fedcba9876543210fedcba9876543210"
+image_types = ["instance_image"]
+"#;
+        layered(text, "test.toml", &EnvOverrides::from_pairs(&[])).unwrap()
+    }
+
+    fn rejected(change: impl FnOnce(&mut Settings)) -> Invalid {
+        let mut s = valid();
+        change(&mut s);
+        settings(&s).expect_err("the change should be rejected")
+    }
+
+    fn assert_rejected(key: &str, problem_contains: &str, change: impl FnOnce(&mut Settings)) {
+        let err = rejected(change);
+        assert_eq!(err.key, key, "{err:?}");
+        assert!(err.problem.contains(problem_contains), "{err:?}");
+    }
+
+    #[test]
+    fn the_base_configuration_is_valid() {
+        assert_eq!(settings(&valid()), Ok(()));
+    }
+
+    #[test]
+    fn page_size_is_1_to_200() {
+        assert_rejected("hss.page_size", "500 is out of range 1..=200", |s| {
+            s.hss.page_size = 500
+        });
+        assert_rejected("hss.page_size", "0 is out of range", |s| {
+            s.hss.page_size = 0
+        });
+        let mut s = valid();
+        s.hss.page_size = 200;
+        assert_eq!(settings(&s), Ok(()));
+    }
+
+    #[test]
+    fn batch_size_is_1_to_10241() {
+        assert_rejected(
+            "policy.batch_size",
+            "20000 is out of range 1..=10241",
+            |s| s.policy.batch_size = 20000,
+        );
+        assert_rejected("policy.batch_size", "0 is out of range", |s| {
+            s.policy.batch_size = 0
+        });
+    }
+
+    #[test]
+    fn max_retries_is_at_most_20() {
+        assert_rejected("hss.max_retries", "21 is out of range 0..=20", |s| {
+            s.hss.max_retries = 21
+        });
+    }
+
+    #[test]
+    fn durations_that_cannot_be_zero_are_rejected_at_zero() {
+        assert_rejected("policy.rescan_after", "longer than 0s", |s| {
+            s.policy.rescan_after = Duration::ZERO
+        });
+        assert_rejected("policy.scanning_timeout", "longer than 0s", |s| {
+            s.policy.scanning_timeout = Duration::ZERO
+        });
+        assert_rejected("hss.request_timeout", "longer than 0s", |s| {
+            s.hss.request_timeout = Duration::ZERO
+        });
+        assert_rejected("policy.rules[1].rescan_after", "longer than 0s", |s| {
+            let rule = Rule {
+                namespace: Glob::any(),
+                image: Glob::any(),
+                tag: Glob::any(),
+                rescan_after: Some(Duration::ZERO),
+                priority: 0,
+                skip: false,
+            };
+            s.policy.rules = vec![
+                Rule {
+                    rescan_after: None,
+                    ..rule.clone()
+                },
+                rule,
+            ];
+        });
+    }
+
+    #[test]
+    fn targets_are_required_and_named_uniquely_and_plainly() {
+        assert_rejected("targets", "at least one", |s| s.targets.clear());
+        assert_rejected("targets[1].name", "already the name of targets[0]", |s| {
+            s.targets[1].name = "prod".into()
+        });
+        assert_rejected("targets[0].name", "empty", |s| s.targets[0].name.clear());
+        assert_rejected("targets[1].name", "contains ' '", |s| {
+            s.targets[1].name = "my prod".into()
+        });
+        assert_rejected("targets[0].region", "empty", |s| {
+            s.targets[0].region.clear()
+        });
+        assert_rejected("targets[0].region", "not a region id", |s| {
+            s.targets[0].region = "ap/southeast".into()
+        });
+        assert_rejected("targets[1].project_id", "empty", |s| {
+            s.targets[1].project_id.clear()
+        });
+        assert_rejected("targets[1].project_id", "not a project id", |s| {
+            s.targets[1].project_id = "a/b".into()
+        });
+    }
+
+    #[test]
+    fn image_types_must_be_known_and_listed_once() {
+        assert_rejected(
+            "targets[0].image_types[1]",
+            "unknown image type \"public_image\"; expected one of \"private_image\", \"shared_image\", \"instance_image\"",
+            |s| s.targets[0].image_types[1] = ImageType::from("public_image"),
+        );
+        assert_rejected("targets[1].image_types", "empty", |s| {
+            s.targets[1].image_types.clear()
+        });
+        assert_rejected("targets[0].image_types[1]", "listed twice", |s| {
+            s.targets[0].image_types[1] = ImageType::Private
+        });
+    }
+
+    #[test]
+    fn schedules_are_six_field_cron_expressions() {
+        assert_rejected("schedule.sync", "has 5 fields", |s| {
+            s.schedule.sync = "*/30 * * * *".into()
+        });
+        assert_rejected("schedule.scan", "not a valid cron expression", |s| {
+            s.schedule.scan = "a b c d e f".into()
+        });
+        assert_rejected("schedule.scan", "not a valid cron expression", |s| {
+            s.schedule.scan = "0 61 * * * *".into()
+        });
+        assert_rejected("schedule.sync", "has 1 fields", |s| {
+            s.schedule.sync = "@hourly".into()
+        });
+        let mut s = valid();
+        s.schedule.sync = "0 0 3 * * MON-FRI".into();
+        s.schedule.scan = "*/10 * * * * *".into();
+        assert_eq!(settings(&s), Ok(()));
+    }
+
+    #[test]
+    fn log_level_is_a_level_or_a_filter() {
+        for good in [
+            "info",
+            "DEBUG",
+            "warn,hss_scand::hss=trace",
+            "off",
+            "hss_scand=debug",
+        ] {
+            assert_eq!(log_level(good), Ok(()), "{good}");
+        }
+        for bad in ["", "inof", "info,verbose", "hss_scand=loud"] {
+            assert!(log_level(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn file_credentials_need_both_files() {
+        assert_rejected(
+            "credentials.ak_file",
+            "required when credentials.source = \"file\"",
+            |s| {
+                s.credentials.source = CredentialSource::File;
+                s.credentials.sk_file = Some(PathBuf::from("/run/credentials/sk"));
+            },
+        );
+        assert_rejected("credentials.sk_file", "required", |s| {
+            s.credentials.source = CredentialSource::File;
+            s.credentials.ak_file = Some(PathBuf::from("/run/credentials/ak"));
+        });
+        let mut s = valid();
+        s.credentials.source = CredentialSource::File;
+        s.credentials.ak_file = Some(PathBuf::from("/run/credentials/ak"));
+        s.credentials.sk_file = Some(PathBuf::from("/run/credentials/sk"));
+        assert_eq!(settings(&s), Ok(()));
+    }
+
+    #[test]
+    fn urls_must_be_what_they_are_used_for() {
+        assert_rejected("database.url", "only SQLite", |s| {
+            s.database.url = "postgres://db/x".into()
+        });
+        assert_rejected("database.url", "empty", |s| s.database.url.clear());
+        assert_rejected("hss.endpoint", "http:// or https://", |s| {
+            s.hss.endpoint = Some("ftp://hss.example.com".parse().unwrap())
+        });
+        assert_rejected(
+            "credentials.metadata_endpoint",
+            "http:// or https://",
+            |s| s.credentials.metadata_endpoint = "file:///etc/passwd".parse().unwrap(),
+        );
+    }
+
+    proptest::proptest! {
+        // No panic on any config input: whatever the operator writes, validation answers.
+        #[test]
+        fn any_schedule_or_log_level_is_answered_without_panicking(text in "\\PC{0,40}") {
+            let _ = cron("schedule.sync", &text);
+            let _ = log_level(&text);
+        }
+
+        #[test]
+        fn any_six_field_schedule_is_answered_without_panicking(
+            fields in proptest::collection::vec("[0-9*/,LW#?A-Z-]{1,6}", 6)
+        ) {
+            let _ = cron("schedule.sync", &fields.join(" "));
+        }
+    }
+}
