@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand};
+use clap::{Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
@@ -47,9 +47,31 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Refresh the inventory: list every image HSS knows for each target and image type and
+    /// store what changed. Images a complete listing no longer shows are marked deleted; a
+    /// listing that failed part-way deletes nothing. Submits no scans. Exits 1 unless every
+    /// target and type synced completely.
+    Sync,
+
+    /// Show the inventory by target, image type and scan status, and the latest syncs.
+    /// Reads only the local database; contacts nothing.
+    Status {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+}
+
+/// How a report is printed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Output {
+    /// Aligned columns, for people.
+    Table,
+    /// One JSON document, for tools.
+    Json,
 }
 
 /// `hss-scand config …`

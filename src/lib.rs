@@ -1,10 +1,14 @@
 //! hss-scand: keeps every SWR container image scanned by Huawei Cloud Host Security Service.
 //! Data flows one way: HSS → sync → store → policy → submit → HSS.
 
+pub mod app;
 pub mod cli;
 pub mod commands;
 pub mod config;
 pub mod domain;
 pub mod hss;
 pub mod sim;
+pub mod status;
+pub mod store;
+pub mod sync;
 pub mod telemetry;

@@ -28,7 +28,7 @@ async fn main() -> ExitCode {
         Err(err) => {
             // `{:#}` puts the whole anyhow chain on one line: "context: cause: cause".
             eprintln!("error: {err:#}");
-            ExitCode::from(exit_code::RUNTIME_FAILURE)
+            ExitCode::from(commands::exit_code_for(&err))
         }
     }
 }

@@ -2,6 +2,8 @@
 //! filtered by `log.level` unless `RUST_LOG` is set, which wins so that an operator can raise
 //! the level for one run without editing the configuration.
 
+use std::io::IsTerminal;
+
 use tracing_subscriber::EnvFilter;
 
 use crate::config::{LogFormat, LogSettings};
@@ -11,6 +13,8 @@ pub fn init(settings: &LogSettings) {
     let (filter, rejected_rust_log) = filter(settings);
     let builder = tracing_subscriber::fmt()
         .with_writer(std::io::stderr)
+        // Colour codes only for a person at a terminal, never into journald or a log file.
+        .with_ansi(std::io::stderr().is_terminal())
         .with_env_filter(filter);
     // Ignoring the error is deliberate: it only says a subscriber was already installed.
     let _ = match settings.format {

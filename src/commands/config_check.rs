@@ -1,11 +1,11 @@
 //! `hss-scand config check`: the configuration was loaded and validated before dispatch (a
 //! bad one never gets here: it exits 78), so this prints what the daemon would run with.
 
-use std::io::{self, Write};
 use std::path::Path;
 
 use anyhow::Context as _;
 
+use super::output::print;
 use crate::config::{Settings, overriding_env_vars};
 
 pub(super) fn run(config_path: &Path, settings: &Settings) -> anyhow::Result<()> {
@@ -16,16 +16,4 @@ pub(super) fn run(config_path: &Path, settings: &Settings) -> anyhow::Result<()>
     }
     text.push_str(&settings.redacted_toml());
     print(&text).context("could not print the effective configuration")
-}
-
-/// Writes to stdout; a closed pipe (`config check | head`) is not a failure of the check.
-fn print(text: &str) -> io::Result<()> {
-    let mut stdout = io::stdout().lock();
-    match stdout
-        .write_all(text.as_bytes())
-        .and_then(|()| stdout.flush())
-    {
-        Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(()),
-        other => other,
-    }
 }

@@ -2,15 +2,42 @@
 //! command; this file only dispatches, so `main` stays a list of steps.
 
 mod config_check;
+mod output;
+mod status;
+mod sync;
 
 use std::path::Path;
 
-use crate::cli::{Command, ConfigCommand};
+use crate::cli::{Command, ConfigCommand, exit_code};
 use crate::config::Settings;
+use crate::hss::credentials::CredentialError;
 
-/// Runs `command`; the error, if any, is a runtime failure (exit code 1).
+/// Runs `command`; see [`exit_code_for`] for what its error means to the caller.
 pub async fn run(command: Command, config_path: &Path, settings: Settings) -> anyhow::Result<()> {
     match command {
+        Command::Sync => sync::run(&settings).await,
+        Command::Status { output } => status::run(&settings, output).await,
         Command::Config(ConfigCommand::Check) => config_check::run(config_path, &settings),
+    }
+}
+
+/// The exit code for a failed command: missing or unreadable credentials are a set-up
+/// problem that no retry fixes (78, so systemd stops restarting); anything else is a
+/// runtime failure (1).
+pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    let credentials_missing = err.chain().any(|cause| {
+        matches!(
+            cause.downcast_ref::<CredentialError>(),
+            Some(
+                CredentialError::MissingEnv(_)
+                    | CredentialError::File { .. }
+                    | CredentialError::EmptyFile { .. }
+            )
+        )
+    });
+    if credentials_missing {
+        exit_code::CONFIG
+    } else {
+        exit_code::RUNTIME_FAILURE
     }
 }

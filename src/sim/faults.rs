@@ -59,6 +59,9 @@ pub struct ScriptedFault {
     pub endpoint: Option<String>,
     #[serde(default = "one")]
     pub count: u32,
+    /// Let this many matching requests through first: "page 3 of the listing fails".
+    #[serde(default)]
+    pub after: u32,
     #[serde(flatten)]
     pub kind: FaultKind,
 }
@@ -72,8 +75,15 @@ impl ScriptedFault {
         Self {
             endpoint: endpoint.map(str::to_owned),
             count,
+            after: 0,
             kind,
         }
+    }
+
+    /// The same fault, after `after` matching requests have been answered normally.
+    pub fn after(mut self, after: u32) -> Self {
+        self.after = after;
+        self
     }
 
     /// The next `count` requests to `endpoint` answer `status` with its usual error code.
@@ -192,6 +202,10 @@ impl FaultInjector {
         let mut state = lock(&self.state);
         let position = state.scripted.iter().position(|f| f.matches(endpoint))?;
         let fault = state.scripted.get_mut(position)?;
+        if fault.after > 0 {
+            fault.after -= 1;
+            return None;
+        }
         fault.count -= 1;
         let kind = fault.kind.clone();
         if fault.count == 0 {
@@ -236,6 +250,16 @@ pub fn malformed_body(nth: u64) -> &'static str {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn a_delayed_fault_lets_requests_through_first() {
+        let injector = FaultInjector::new(Faults::default(), 1);
+        injector.push(ScriptedFault::status("list_swr_images", 1, 503).after(2));
+        assert_eq!(injector.take_scripted(Endpoint::ListSwrImages), None);
+        assert_eq!(injector.take_scripted(Endpoint::ListSwrImages), None);
+        assert!(injector.take_scripted(Endpoint::ListSwrImages).is_some());
+        assert_eq!(injector.take_scripted(Endpoint::ListSwrImages), None);
+    }
 
     #[test]
     fn scripted_faults_are_used_up_in_order() {

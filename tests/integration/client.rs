@@ -34,11 +34,7 @@ fn status(status: u16, code: &str, retry_after: Option<u64>) -> FaultKind {
 }
 
 fn scripted(endpoint: &str, count: u32, kind: FaultKind) -> ScriptedFault {
-    ScriptedFault {
-        endpoint: Some(endpoint.to_owned()),
-        count,
-        kind,
-    }
+    ScriptedFault::new(Some(endpoint), count, kind)
 }
 
 /// Records what the client reports, to assert on retries by reason.

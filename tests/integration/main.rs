@@ -9,3 +9,4 @@ mod config;
 mod credentials;
 mod signing_vectors;
 mod sim;
+mod sync;

@@ -1,0 +1,72 @@
+//! Start-up: from validated settings to the things the jobs use — the store, the credential
+//! provider, one HSS client per target sharing one rate limit.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::{CredentialSource, CredentialsSettings, Settings};
+use crate::domain::Target;
+use crate::hss::client::{ApiObserver, ClientOptions, HssClient, rate_limiter};
+use crate::hss::credentials::{CredentialError, CredentialProvider};
+use crate::store::Store;
+
+/// A configured target and the client that talks to its HSS project.
+#[derive(Debug, Clone)]
+pub struct TargetClient {
+    pub target: Target,
+    pub client: HssClient,
+}
+
+/// Opens and migrates the configured database.
+pub async fn open_store(settings: &Settings) -> anyhow::Result<Store> {
+    Ok(Store::open(&settings.database.url).await?)
+}
+
+/// The credential provider `[credentials]` asks for. Reading the keys happens here, once, so
+/// that a missing variable or file is reported before any work starts.
+pub fn credentials(settings: &CredentialsSettings) -> Result<CredentialProvider, CredentialError> {
+    match settings.source {
+        CredentialSource::Env => CredentialProvider::from_env(),
+        CredentialSource::File => {
+            // Validation guarantees both paths for source = "file"; an empty path would only
+            // produce a clear "cannot read" error naming it.
+            let ak = settings.ak_file.clone().unwrap_or_default();
+            let sk = settings.sk_file.clone().unwrap_or_default();
+            CredentialProvider::from_files(&ak, &sk, settings.security_token_file.as_deref())
+        }
+        CredentialSource::Metadata => Ok(CredentialProvider::metadata(&settings.metadata_endpoint)),
+    }
+}
+
+/// One client per target. Every client shares one rate limit, because HSS throttles the
+/// account, not the target.
+pub fn target_clients(
+    settings: &Settings,
+    credentials: &CredentialProvider,
+    observer: Option<Arc<dyn ApiObserver>>,
+) -> anyhow::Result<Vec<TargetClient>> {
+    let limiter = rate_limiter(settings.hss.requests_per_second);
+    settings
+        .targets
+        .iter()
+        .map(|target| {
+            let options = ClientOptions::for_target(
+                target,
+                settings.hss.endpoint.as_ref(),
+                settings.hss.request_timeout,
+                settings.hss.max_retries,
+            )
+            .map_err(|problem| anyhow::anyhow!("target {}: {problem}", target.name))?;
+            let mut client = HssClient::new(options, credentials.clone(), limiter.clone())
+                .with_context(|| format!("target {}: cannot build the HSS client", target.name))?;
+            if let Some(observer) = &observer {
+                client = client.with_observer(Arc::clone(observer));
+            }
+            Ok(TargetClient {
+                target: target.clone(),
+                client,
+            })
+        })
+        .collect()
+}

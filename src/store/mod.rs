@@ -1,0 +1,129 @@
+//! The SQLite store: the only module with SQL. One file per table family.
+//!
+//! Set-up follows DESIGN section 3: WAL, `synchronous=NORMAL`, foreign keys, a busy timeout,
+//! exactly one writer connection (so writers queue in the pool instead of failing with
+//! `SQLITE_BUSY`), readers on their own pool, and write transactions that start with
+//! `BEGIN IMMEDIATE` so that a transaction never has to upgrade its lock half-way.
+
+mod images;
+mod owner;
+mod sync_runs;
+
+use std::str::FromStr;
+use std::time::Duration;
+
+use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
+use sqlx::{Sqlite, SqlitePool, Transaction};
+
+pub use images::{ImageCount, KnownImage, PreparedImage};
+pub use owner::ProcessOwner;
+pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
+
+/// How long a connection waits for a lock held by another process (a CLI command beside the
+/// daemon) before giving up.
+const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+const READERS: u32 = 4;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    #[error("cannot open the database {url}: {source}")]
+    Open {
+        url: String,
+        #[source]
+        source: sqlx::Error,
+    },
+    #[error("cannot migrate the database {url}: {source}")]
+    Migrate {
+        url: String,
+        #[source]
+        source: sqlx::migrate::MigrateError,
+    },
+    #[error("database: {what}: {source}")]
+    Query {
+        what: &'static str,
+        #[source]
+        source: sqlx::Error,
+    },
+}
+
+/// Adds what was being done to a sqlx error.
+trait Context<T> {
+    fn context(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { what, source })
+    }
+}
+
+/// The database, opened and migrated. Cheap to clone.
+#[derive(Debug, Clone)]
+pub struct Store {
+    writer: SqlitePool,
+    reader: SqlitePool,
+    owner: ProcessOwner,
+}
+
+impl Store {
+    /// Opens (creating it if needed) and migrates the database at `url`
+    /// (`sqlite://path/to/file.db`), then marks runs left `running` by a dead process as
+    /// interrupted.
+    #[tracing::instrument(skip_all, err, fields(url = %url))]
+    pub async fn open(url: &str) -> Result<Store, StoreError> {
+        let open_err = |source| StoreError::Open {
+            url: url.to_owned(),
+            source,
+        };
+        let options = SqliteConnectOptions::from_str(url)
+            .map_err(open_err)?
+            .create_if_missing(true)
+            .journal_mode(SqliteJournalMode::Wal)
+            .synchronous(SqliteSynchronous::Normal)
+            .foreign_keys(true)
+            .busy_timeout(BUSY_TIMEOUT);
+        let writer = SqlitePoolOptions::new()
+            .max_connections(1)
+            .connect_with(options.clone())
+            .await
+            .map_err(open_err)?;
+        sqlx::migrate!("./migrations")
+            .run(&writer)
+            .await
+            .map_err(|source| StoreError::Migrate {
+                url: url.to_owned(),
+                source,
+            })?;
+        let reader = SqlitePoolOptions::new()
+            .max_connections(READERS)
+            .connect_with(options.read_only(true))
+            .await
+            .map_err(open_err)?;
+        let store = Store {
+            writer,
+            reader,
+            owner: ProcessOwner::current(),
+        };
+        store.close_dead_runs().await?;
+        Ok(store)
+    }
+
+    /// A write transaction that holds the write lock from its first statement.
+    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
+        self.writer
+            .begin_with("BEGIN IMMEDIATE")
+            .await
+            .context("begin a write transaction")
+    }
+
+    /// Waits for pending writes and closes every connection.
+    pub async fn close(&self) {
+        self.writer.close().await;
+        self.reader.close().await;
+    }
+}
+
+/// Milliseconds since the Unix epoch: the unit of every time in the database.
+pub fn now_ms() -> i64 {
+    chrono::Utc::now().timestamp_millis()
+}

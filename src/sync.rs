@@ -1,0 +1,294 @@
+//! Sync: page through HSS's image list for each target and image type, write what changed,
+//! and close the run.
+//!
+//! Two rules keep the inventory true when HSS misbehaves. An image is marked deleted only by a
+//! sync that listed every page without error and saw the same `total_num` on every page, with
+//! as many images as it announced; anything less is a `partial` sync that deletes nothing.
+//! And the list is never held in memory: pages stream from a bounded number of concurrent
+//! requests into one transaction each, and only two hashes per known image are kept.
+
+use std::collections::HashMap;
+
+use futures::StreamExt;
+use serde::Serialize;
+
+use crate::domain::{ImageType, Target};
+use crate::hss::client::HssClient;
+use crate::hss::error::HssError;
+use crate::hss::model::{ImagePage, ListSwrImages};
+use crate::store::{PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts, now_ms};
+
+/// Pages in flight at once. The client's rate limit still applies; this only bounds memory
+/// and lets parsing overlap with writing.
+pub const PAGE_CONCURRENCY: usize = 4;
+
+/// How one target and image type was synced.
+#[derive(Debug, Clone, Serialize)]
+pub struct SyncReport {
+    pub target: String,
+    pub image_type: ImageType,
+    pub run_id: i64,
+    pub outcome: SyncOutcome,
+    pub counts: SyncRunCounts,
+    /// What went wrong, if anything (also when the listing still completed, e.g. a failed
+    /// `trigger_swr_sync`).
+    pub error: Option<String>,
+}
+
+impl SyncReport {
+    /// Everything asked for was done.
+    pub fn succeeded(&self) -> bool {
+        self.outcome == SyncOutcome::Complete && self.error.is_none()
+    }
+}
+
+/// Syncs every image type of `target`, one after the other. A type that fails does not stop
+/// the others; only a database failure ends the target's sync early.
+pub async fn sync_target(
+    store: &Store,
+    client: &HssClient,
+    target: &Target,
+    page_size: u32,
+) -> Result<Vec<SyncReport>, StoreError> {
+    let mut reports = Vec::with_capacity(target.image_types.len());
+    for image_type in &target.image_types {
+        reports.push(sync_image_type(store, client, target, image_type, page_size).await?);
+    }
+    Ok(reports)
+}
+
+/// The per-image state of one sync: what the store had, and whether this listing saw it.
+struct Seen {
+    content_hash: i64,
+    deleted: bool,
+    seen: bool,
+}
+
+#[tracing::instrument(skip_all, fields(target = %target.name, image_type = %image_type))]
+pub async fn sync_image_type(
+    store: &Store,
+    client: &HssClient,
+    target: &Target,
+    image_type: &ImageType,
+    page_size: u32,
+) -> Result<SyncReport, StoreError> {
+    let run_id = store.start_sync_run(&target.name, image_type).await?;
+    let mut notes = Vec::new();
+    if target.trigger_swr_sync
+        && let Err(err) = client.synchronize(image_type).await
+    {
+        // The list HSS already has is still worth reading; the failure is reported.
+        notes.push(format!("trigger_swr_sync: {err}"));
+    }
+
+    let mut known: HashMap<i64, Seen> = store
+        .known_images(&target.name, image_type)
+        .await?
+        .into_iter()
+        .map(|(key, k)| {
+            let seen = Seen {
+                content_hash: k.content_hash,
+                deleted: k.deleted,
+                seen: false,
+            };
+            (key, seen)
+        })
+        .collect();
+
+    let mut counts = SyncRunCounts::default();
+    let listing = list_pages(
+        store,
+        client,
+        target,
+        image_type,
+        page_size,
+        &mut known,
+        &mut counts,
+    )
+    .await?;
+
+    let outcome = match &listing {
+        Listing::Failed(err) => {
+            notes.push(format!("listing failed: {err}"));
+            SyncOutcome::Failed
+        }
+        Listing::Incomplete(reason) => {
+            notes.push(reason.clone());
+            SyncOutcome::Partial
+        }
+        Listing::Complete => {
+            let vanished: Vec<i64> = known
+                .iter()
+                .filter(|(_, k)| !k.seen && !k.deleted)
+                .map(|(key, _)| *key)
+                .collect();
+            if !vanished.is_empty() {
+                counts.deleted = store
+                    .mark_deleted(&target.name, image_type, &vanished, now_ms())
+                    .await? as i64;
+            }
+            SyncOutcome::Complete
+        }
+    };
+    let error = (!notes.is_empty()).then(|| notes.join("; "));
+    store
+        .finish_sync_run(run_id, outcome, &counts, error.as_deref())
+        .await?;
+    tracing::info!(
+        run = run_id,
+        outcome = outcome.as_str(),
+        pages = counts.pages,
+        total = counts.total_num,
+        seen = counts.seen,
+        new = counts.new,
+        changed = counts.changed,
+        restored = counts.restored,
+        deleted = counts.deleted,
+        unreadable_fields = counts.unreadable_fields,
+        error = error.as_deref().unwrap_or(""),
+        "sync finished"
+    );
+    Ok(SyncReport {
+        target: target.name.clone(),
+        image_type: image_type.clone(),
+        run_id,
+        outcome,
+        counts,
+        error,
+    })
+}
+
+/// How the listing went.
+enum Listing {
+    /// Every page, a steady `total_num`, and as many images as it announced.
+    Complete,
+    /// Pages were written, but the listing cannot be proved whole.
+    Incomplete(String),
+    /// Not even the first page came back.
+    Failed(HssError),
+}
+
+async fn list_pages(
+    store: &Store,
+    client: &HssClient,
+    target: &Target,
+    image_type: &ImageType,
+    page_size: u32,
+    known: &mut HashMap<i64, Seen>,
+    counts: &mut SyncRunCounts,
+) -> Result<Listing, StoreError> {
+    let query = |offset: u32| ListSwrImages {
+        image_type: image_type.clone(),
+        offset,
+        limit: page_size,
+        enterprise_project_id: String::new(),
+        latest_version: None,
+        scan_status: None,
+    };
+    let first = match client.list_swr_images(&query(0)).await {
+        Ok(page) => page,
+        Err(err) => return Ok(Listing::Failed(err)),
+    };
+    let Some(total) = first.total_num.filter(|t| *t >= 0) else {
+        write_page(store, &target.name, first, known, counts).await?;
+        return Ok(Listing::Incomplete(
+            "HSS sent no readable total_num, so the listing cannot be proved complete".into(),
+        ));
+    };
+    counts.total_num = Some(total);
+    write_page(store, &target.name, first, known, counts).await?;
+
+    // Later pages are fetched by their own tasks, so that requests and JSON parsing run while
+    // the previous page is being written; `buffered` keeps them in order and bounded.
+    let offsets = (u64::from(page_size)..total as u64)
+        .step_by(page_size as usize)
+        .map(|offset| u32::try_from(offset).unwrap_or(u32::MAX));
+    let mut pages = futures::stream::iter(offsets)
+        .map(|offset| {
+            let client = client.clone();
+            let q = query(offset);
+            tokio::spawn(async move { client.list_swr_images(&q).await })
+        })
+        .buffered(PAGE_CONCURRENCY);
+
+    let mut drift = None;
+    while let Some(joined) = pages.next().await {
+        let page = match joined {
+            Ok(Ok(page)) => page,
+            Ok(Err(err)) => {
+                return Ok(Listing::Incomplete(format!(
+                    "listing stopped after {} pages: {err}",
+                    counts.pages
+                )));
+            }
+            Err(join) => {
+                return Ok(Listing::Incomplete(format!(
+                    "listing stopped after {} pages: a page request failed: {join}",
+                    counts.pages
+                )));
+            }
+        };
+        if page.total_num != Some(total) && drift.is_none() {
+            drift = Some(page.total_num);
+        }
+        write_page(store, &target.name, page, known, counts).await?;
+    }
+    if let Some(now) = drift {
+        let now = now.map_or_else(|| "unreadable".to_owned(), |n| n.to_string());
+        return Ok(Listing::Incomplete(format!(
+            "total_num changed from {total} to {now} while listing; nothing was deleted"
+        )));
+    }
+    if counts.seen != total {
+        return Ok(Listing::Incomplete(format!(
+            "HSS announced {total} images but listed {}; nothing was deleted",
+            counts.seen
+        )));
+    }
+    Ok(Listing::Complete)
+}
+
+/// Compares a page with what the store knows and writes only new, changed and returning
+/// images, in one transaction.
+async fn write_page(
+    store: &Store,
+    target: &str,
+    page: ImagePage,
+    known: &mut HashMap<i64, Seen>,
+    counts: &mut SyncRunCounts,
+) -> Result<(), StoreError> {
+    counts.pages += 1;
+    counts.seen += page.images.len() as i64;
+    counts.unreadable_fields += i64::from(page.unreadable_fields);
+    let mut writes = Vec::new();
+    for image in page.images {
+        let prepared = PreparedImage::new(image);
+        match known.get_mut(&prepared.key_hash) {
+            // Listed twice in one sync (the list moved under us): already handled.
+            Some(k) if k.seen => {}
+            Some(k) => {
+                k.seen = true;
+                if k.deleted {
+                    counts.restored += 1;
+                    writes.push(prepared);
+                } else if k.content_hash != prepared.content_hash {
+                    counts.changed += 1;
+                    writes.push(prepared);
+                }
+            }
+            None => {
+                counts.new += 1;
+                known.insert(
+                    prepared.key_hash,
+                    Seen {
+                        content_hash: prepared.content_hash,
+                        deleted: false,
+                        seen: true,
+                    },
+                );
+                writes.push(prepared);
+            }
+        }
+    }
+    store.upsert_images(target, &writes, now_ms()).await
+}
