@@ -9,8 +9,8 @@ CREATE TABLE images (
     image_name         TEXT    NOT NULL,
     image_version      TEXT    NOT NULL,
     instance_id        TEXT    NOT NULL,
-    -- xxh3-64 of the key and of every wire field: a sync keeps only these two numbers per
-    -- image in memory, and skips rows whose content hash did not change.
+    -- xxh3-64 of the key and of every wire field: a sync keeps only these numbers (and the
+    -- row id) per image in memory, and skips rows whose content hash did not change.
     key_hash           INTEGER NOT NULL,
     content_hash       INTEGER NOT NULL,
     hss_id             INTEGER,
@@ -37,7 +37,9 @@ CREATE TABLE images (
     UNIQUE (target, image_type, namespace, image_name, image_version, instance_id)
 );
 
-CREATE INDEX images_by_key_hash ON images (target, image_type, key_hash);
+-- Covers a sync's read of what it knows (row id and hashes per image, in id order): new rows
+-- only ever append to it, so it costs inserts little.
+CREATE INDEX images_sync_index ON images (target, image_type, id, key_hash, content_hash, deleted_at);
 CREATE INDEX images_present_by_status ON images (target, image_type, scan_status)
     WHERE deleted_at IS NULL;
 

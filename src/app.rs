@@ -70,3 +70,33 @@ pub fn target_clients(
         })
         .collect()
 }
+
+/// Everything a job needs: the settings it runs under, the store, and a client per target.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub clients: Vec<TargetClient>,
+}
+
+impl App {
+    /// Resolves credentials (failing early if they are missing), opens the store and builds
+    /// the clients.
+    pub async fn start(
+        settings: Settings,
+        observer: Option<Arc<dyn ApiObserver>>,
+    ) -> anyhow::Result<App> {
+        let credentials = credentials(&settings.credentials)?;
+        let store = open_store(&settings).await?;
+        let clients = target_clients(&settings, &credentials, observer)?;
+        Ok(App {
+            settings,
+            store,
+            clients,
+        })
+    }
+
+    pub fn targets(&self) -> Vec<Target> {
+        self.clients.iter().map(|tc| tc.target.clone()).collect()
+    }
+}

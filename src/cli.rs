@@ -53,8 +53,30 @@ pub enum Command {
     /// target and type synced completely.
     Sync,
 
-    /// Show the inventory by target, image type and scan status, and the latest syncs.
-    /// Reads only the local database; contacts nothing.
+    /// Dry run: list the images the next scan would submit, in submission order, each with
+    /// its reason (never_scanned, failed_retry, stale, stuck), the rule that matched and its
+    /// priority, after max_images_per_run and today's budget. Reads only the local database;
+    /// submits nothing.
+    Plan {
+        #[arg(long, value_enum, default_value_t = Output::Table)]
+        output: Output,
+    },
+
+    /// Submit the due images to HSS in batch-scan calls, from what the database holds now
+    /// (run `sync` first, or use `once`). Every batch is recorded before it is sent. Exits 1
+    /// unless every batch was accepted.
+    Scan {
+        /// Show the batches that would be sent, and send nothing.
+        #[arg(long)]
+        dry_run: bool,
+    },
+
+    /// One full cycle for every target: sync, then scan. Exits 0 only if every step
+    /// succeeded.
+    Once,
+
+    /// Show the inventory by target, image type and scan status, what is due by reason,
+    /// today's budget, and the latest syncs and batches. Reads only the local database.
     Status {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,

@@ -166,6 +166,49 @@ pub struct Image {
     pub scannable: Option<bool>,
 }
 
+/// Why an image is due for a (re)scan, in the order the policy checks them: an image gets the
+/// first that applies, and at equal priority earlier reasons are submitted first.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum DueReason {
+    /// HSS has never scanned it.
+    NeverScanned,
+    /// Its last scan failed, the retry pause has passed and retries are left.
+    FailedRetry,
+    /// Its last successful scan is older than `rescan_after`.
+    Stale,
+    /// We submitted it, HSS still shows it queued or scanning, and `scanning_timeout` passed.
+    Stuck,
+}
+
+impl DueReason {
+    pub const ALL: [DueReason; 4] = [
+        DueReason::NeverScanned,
+        DueReason::FailedRetry,
+        DueReason::Stale,
+        DueReason::Stuck,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            DueReason::NeverScanned => "never_scanned",
+            DueReason::FailedRetry => "failed_retry",
+            DueReason::Stale => "stale",
+            DueReason::Stuck => "stuck",
+        }
+    }
+
+    pub fn parse(text: &str) -> Option<DueReason> {
+        DueReason::ALL.into_iter().find(|r| r.as_str() == text)
+    }
+}
+
+impl fmt::Display for DueReason {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
 /// One account/region/project the daemon keeps scanned (`[[targets]]` in the configuration).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(deny_unknown_fields)]

@@ -6,24 +6,71 @@ use std::fmt::Write as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use crate::store::{ImageCount, Store, StoreError, SyncRun};
+use crate::config::PolicySettings;
+use crate::domain::Target;
+use crate::policy::{Cap, Tally};
+use crate::store::{Batch, ImageCount, Store, StoreError, SyncRun, now_ms};
+use crate::submit;
 
-/// How many recent sync runs the report lists.
-const RECENT_SYNC_RUNS: i64 = 20;
+/// How many recent sync runs and batches the report lists.
+const RECENT: i64 = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
     /// Present images per target, type and scan status.
     pub inventory: Vec<ImageCount>,
+    /// What the policy says of every present image right now: due by reason, not due and
+    /// never submittable (e.g. `field_too_long`) by why.
+    pub policy: Tally,
+    /// Due images the next scan would submit, after the caps.
+    pub next_scan: usize,
+    pub next_scan_cut_by: Option<Cap>,
+    pub budget: Budget,
     /// The latest sync runs, newest first.
     pub sync_runs: Vec<SyncRun>,
+    /// The latest batch-scan calls, newest first.
+    pub batches: Vec<Batch>,
 }
 
-pub async fn gather(store: &Store) -> Result<StatusReport, StoreError> {
+/// Today's (UTC) use of `policy.daily_budget`.
+#[derive(Debug, Clone, Serialize)]
+pub struct Budget {
+    pub used_today: u64,
+    /// `None`: no daily budget.
+    pub daily_budget: Option<u64>,
+    pub remaining: Option<u64>,
+}
+
+pub async fn gather(
+    store: &Store,
+    targets: &[Target],
+    policy: &PolicySettings,
+) -> Result<StatusReport, StoreError> {
+    let now = now_ms();
+    let plan = submit::plan(store, targets, policy, now).await?;
+    let used_today = store.submitted_since(submit::utc_day_start(now)).await?;
+    let daily_budget = policy.daily_budget_cap();
     Ok(StatusReport {
         inventory: store.image_counts().await?,
-        sync_runs: store.recent_sync_runs(RECENT_SYNC_RUNS).await?,
+        policy: plan.tally,
+        next_scan: plan.due.len(),
+        next_scan_cut_by: plan.cut_by,
+        budget: Budget {
+            used_today,
+            daily_budget,
+            remaining: daily_budget.map(|cap| cap.saturating_sub(used_today)),
+        },
+        sync_runs: store.recent_sync_runs(RECENT).await?,
+        batches: store.recent_batches(RECENT).await?,
     })
+}
+
+/// A serde enum's wire name (`field_too_long`), for the table.
+fn name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// Milliseconds since the epoch as an RFC 3339 UTC time, or `-`.
@@ -35,8 +82,8 @@ fn time(ms: Option<i64>) -> String {
         )
 }
 
-/// Left-aligned columns, two spaces apart.
-fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+/// Left-aligned columns, two spaces apart, one line per row.
+pub fn table(header: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
     for row in rows {
         for (w, cell) in widths.iter_mut().zip(row) {
@@ -81,6 +128,34 @@ impl StatusReport {
                 &rows,
             ));
         }
+        out.push_str("\nPOLICY (present images)\n");
+        let mut rows: Vec<Vec<String>> = Vec::new();
+        for (reason, n) in &self.policy.due {
+            rows.push(vec!["due".into(), reason.as_str().into(), n.to_string()]);
+        }
+        for (why, n) in &self.policy.not_due {
+            rows.push(vec!["not due".into(), name(why), n.to_string()]);
+        }
+        for (why, n) in &self.policy.excluded {
+            rows.push(vec!["never submitted".into(), name(why), n.to_string()]);
+        }
+        out.push_str(&table(&["VERDICT", "WHY", "IMAGES"], &rows));
+        out.push_str(&format!(
+            "next scan: {} images{}\n",
+            self.next_scan,
+            self.next_scan_cut_by
+                .map_or_else(String::new, |cap| format!(" (cut by {})", name(&cap)))
+        ));
+        out.push_str(&match (self.budget.daily_budget, self.budget.remaining) {
+            (Some(cap), Some(left)) => format!(
+                "budget today (UTC): {} of {cap} used, {left} left\n",
+                self.budget.used_today
+            ),
+            _ => format!(
+                "budget today (UTC): {} submitted, no daily budget\n",
+                self.budget.used_today
+            ),
+        });
         out.push_str("\nRECENT SYNCS\n");
         if self.sync_runs.is_empty() {
             out.push_str("none yet\n");
@@ -116,6 +191,38 @@ impl StatusReport {
                     "NEW",
                     "CHANGED",
                     "DELETED",
+                    "ERROR",
+                ],
+                &rows,
+            ));
+        }
+        out.push_str("\nRECENT BATCHES\n");
+        if self.batches.is_empty() {
+            out.push_str("none yet\n");
+        } else {
+            let rows: Vec<Vec<String>> = self
+                .batches
+                .iter()
+                .map(|b| {
+                    vec![
+                        b.id.to_string(),
+                        b.target.clone(),
+                        b.image_type.clone(),
+                        time(Some(b.created_at)),
+                        b.status.clone(),
+                        b.items.to_string(),
+                        b.error.clone().unwrap_or_default(),
+                    ]
+                })
+                .collect();
+            out.push_str(&table(
+                &[
+                    "BATCH",
+                    "TARGET",
+                    "IMAGE TYPE",
+                    "CREATED",
+                    "STATUS",
+                    "IMAGES",
                     "ERROR",
                 ],
                 &rows,

@@ -8,6 +8,7 @@
 //! requests into one transaction each, and only two hashes per known image are kept.
 
 use std::collections::HashMap;
+use std::time::Duration;
 
 use futures::StreamExt;
 use serde::Serialize;
@@ -17,6 +18,7 @@ use crate::hss::client::HssClient;
 use crate::hss::error::HssError;
 use crate::hss::model::{ImagePage, ListSwrImages};
 use crate::store::{PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts, now_ms};
+use crate::submit::{self, Reconciled};
 
 /// Pages in flight at once. The client's rate limit still applies; this only bounds memory
 /// and lets parsing overlap with writing.
@@ -33,6 +35,17 @@ pub struct SyncReport {
     /// What went wrong, if anything (also when the listing still completed, e.g. a failed
     /// `trigger_swr_sync`).
     pub error: Option<String>,
+    /// How our submissions moved on; only a complete sync can tell.
+    pub reconciled: Option<Reconciled>,
+}
+
+/// How to sync.
+#[derive(Debug, Clone, Copy)]
+pub struct SyncOptions {
+    /// `hss.page_size`.
+    pub page_size: u32,
+    /// `policy.submit_grace`: how long HSS may take to show that it received a submission.
+    pub submit_grace: Duration,
 }
 
 impl SyncReport {
@@ -48,17 +61,24 @@ pub async fn sync_target(
     store: &Store,
     client: &HssClient,
     target: &Target,
-    page_size: u32,
+    options: SyncOptions,
 ) -> Result<Vec<SyncReport>, StoreError> {
     let mut reports = Vec::with_capacity(target.image_types.len());
     for image_type in &target.image_types {
-        reports.push(sync_image_type(store, client, target, image_type, page_size).await?);
+        reports.push(sync_image_type(store, client, target, image_type, options).await?);
     }
     Ok(reports)
 }
 
+/// Images written per transaction. Larger transactions write each touched index page to the
+/// WAL once instead of once per page of the listing; a crash loses only uncommitted pages,
+/// which the next sync writes again.
+const ROWS_PER_TRANSACTION: usize = 4_000;
+
 /// The per-image state of one sync: what the store had, and whether this listing saw it.
 struct Seen {
+    /// Row id; `None` for an image this sync inserted.
+    id: Option<i64>,
     content_hash: i64,
     deleted: bool,
     seen: bool,
@@ -70,8 +90,9 @@ pub async fn sync_image_type(
     client: &HssClient,
     target: &Target,
     image_type: &ImageType,
-    page_size: u32,
+    options: SyncOptions,
 ) -> Result<SyncReport, StoreError> {
+    let started_at = now_ms();
     let run_id = store.start_sync_run(&target.name, image_type).await?;
     let mut notes = Vec::new();
     if target.trigger_swr_sync
@@ -81,12 +102,14 @@ pub async fn sync_image_type(
         notes.push(format!("trigger_swr_sync: {err}"));
     }
 
-    let mut known: HashMap<i64, Seen> = store
+    let loading = std::time::Instant::now();
+    let known: HashMap<i64, Seen> = store
         .known_images(&target.name, image_type)
         .await?
         .into_iter()
         .map(|(key, k)| {
             let seen = Seen {
+                id: Some(k.id),
                 content_hash: k.content_hash,
                 deleted: k.deleted,
                 seen: false,
@@ -95,17 +118,25 @@ pub async fn sync_image_type(
         })
         .collect();
 
-    let mut counts = SyncRunCounts::default();
-    let listing = list_pages(
+    tracing::debug!(
+        known = known.len(),
+        elapsed_ms = loading.elapsed().as_millis() as u64,
+        "inventory index loaded"
+    );
+    let mut pass = Pass {
         store,
-        client,
-        target,
-        image_type,
-        page_size,
-        &mut known,
-        &mut counts,
-    )
-    .await?;
+        target: &target.name,
+        known,
+        counts: SyncRunCounts::default(),
+        pending: Vec::with_capacity(ROWS_PER_TRANSACTION + 200),
+    };
+    let listing = list_pages(client, image_type, options.page_size, &mut pass).await?;
+    // Whatever was listed is written, complete or not: it is what HSS says now.
+    pass.flush().await?;
+    let Pass {
+        known, mut counts, ..
+    } = pass;
+    let mut reconciled = None;
 
     let outcome = match &listing {
         Listing::Failed(err) => {
@@ -118,15 +149,23 @@ pub async fn sync_image_type(
         }
         Listing::Complete => {
             let vanished: Vec<i64> = known
-                .iter()
-                .filter(|(_, k)| !k.seen && !k.deleted)
-                .map(|(key, _)| *key)
+                .values()
+                .filter(|k| !k.seen && !k.deleted)
+                .filter_map(|k| k.id)
                 .collect();
             if !vanished.is_empty() {
-                counts.deleted = store
-                    .mark_deleted(&target.name, image_type, &vanished, now_ms())
-                    .await? as i64;
+                counts.deleted = store.mark_deleted(&vanished, now_ms()).await? as i64;
             }
+            reconciled = Some(
+                submit::reconcile(
+                    store,
+                    &target.name,
+                    image_type,
+                    started_at,
+                    options.submit_grace,
+                )
+                .await?,
+            );
             SyncOutcome::Complete
         }
     };
@@ -155,6 +194,7 @@ pub async fn sync_image_type(
         outcome,
         counts,
         error,
+        reconciled,
     })
 }
 
@@ -169,13 +209,10 @@ enum Listing {
 }
 
 async fn list_pages(
-    store: &Store,
     client: &HssClient,
-    target: &Target,
     image_type: &ImageType,
     page_size: u32,
-    known: &mut HashMap<i64, Seen>,
-    counts: &mut SyncRunCounts,
+    pass: &mut Pass<'_>,
 ) -> Result<Listing, StoreError> {
     let query = |offset: u32| ListSwrImages {
         image_type: image_type.clone(),
@@ -190,13 +227,13 @@ async fn list_pages(
         Err(err) => return Ok(Listing::Failed(err)),
     };
     let Some(total) = first.total_num.filter(|t| *t >= 0) else {
-        write_page(store, &target.name, first, known, counts).await?;
+        pass.take(first).await?;
         return Ok(Listing::Incomplete(
             "HSS sent no readable total_num, so the listing cannot be proved complete".into(),
         ));
     };
-    counts.total_num = Some(total);
-    write_page(store, &target.name, first, known, counts).await?;
+    pass.counts.total_num = Some(total);
+    pass.take(first).await?;
 
     // Later pages are fetched by their own tasks, so that requests and JSON parsing run while
     // the previous page is being written; `buffered` keeps them in order and bounded.
@@ -218,20 +255,20 @@ async fn list_pages(
             Ok(Err(err)) => {
                 return Ok(Listing::Incomplete(format!(
                     "listing stopped after {} pages: {err}",
-                    counts.pages
+                    pass.counts.pages
                 )));
             }
             Err(join) => {
                 return Ok(Listing::Incomplete(format!(
                     "listing stopped after {} pages: a page request failed: {join}",
-                    counts.pages
+                    pass.counts.pages
                 )));
             }
         };
         if page.total_num != Some(total) && drift.is_none() {
             drift = Some(page.total_num);
         }
-        write_page(store, &target.name, page, known, counts).await?;
+        pass.take(page).await?;
     }
     if let Some(now) = drift {
         let now = now.map_or_else(|| "unreadable".to_owned(), |n| n.to_string());
@@ -239,56 +276,72 @@ async fn list_pages(
             "total_num changed from {total} to {now} while listing; nothing was deleted"
         )));
     }
-    if counts.seen != total {
+    if pass.counts.seen != total {
         return Ok(Listing::Incomplete(format!(
             "HSS announced {total} images but listed {}; nothing was deleted",
-            counts.seen
+            pass.counts.seen
         )));
     }
     Ok(Listing::Complete)
 }
 
-/// Compares a page with what the store knows and writes only new, changed and returning
-/// images, in one transaction.
-async fn write_page(
-    store: &Store,
-    target: &str,
-    page: ImagePage,
-    known: &mut HashMap<i64, Seen>,
-    counts: &mut SyncRunCounts,
-) -> Result<(), StoreError> {
-    counts.pages += 1;
-    counts.seen += page.images.len() as i64;
-    counts.unreadable_fields += i64::from(page.unreadable_fields);
-    let mut writes = Vec::new();
-    for image in page.images {
-        let prepared = PreparedImage::new(image);
-        match known.get_mut(&prepared.key_hash) {
-            // Listed twice in one sync (the list moved under us): already handled.
-            Some(k) if k.seen => {}
-            Some(k) => {
-                k.seen = true;
-                if k.deleted {
-                    counts.restored += 1;
-                    writes.push(prepared);
-                } else if k.content_hash != prepared.content_hash {
-                    counts.changed += 1;
-                    writes.push(prepared);
+/// One sync's state: what the store had (two hashes and a row id per image), the counts, and
+/// the images waiting to be written.
+struct Pass<'a> {
+    store: &'a Store,
+    target: &'a str,
+    known: HashMap<i64, Seen>,
+    counts: SyncRunCounts,
+    pending: Vec<PreparedImage>,
+}
+
+impl Pass<'_> {
+    /// Compares a page with what the store knows; queues new, changed and returning images.
+    async fn take(&mut self, page: ImagePage) -> Result<(), StoreError> {
+        let counts = &mut self.counts;
+        counts.pages += 1;
+        counts.seen += page.images.len() as i64;
+        counts.unreadable_fields += i64::from(page.unreadable_fields);
+        for image in page.images {
+            let prepared = PreparedImage::new(image);
+            match self.known.get_mut(&prepared.key_hash) {
+                // Listed twice in one sync (the list moved under us): already handled.
+                Some(k) if k.seen => {}
+                Some(k) => {
+                    k.seen = true;
+                    if k.deleted {
+                        counts.restored += 1;
+                        self.pending.push(prepared);
+                    } else if k.content_hash != prepared.content_hash {
+                        counts.changed += 1;
+                        self.pending.push(prepared);
+                    }
                 }
-            }
-            None => {
-                counts.new += 1;
-                known.insert(
-                    prepared.key_hash,
-                    Seen {
+                None => {
+                    counts.new += 1;
+                    let seen = Seen {
+                        id: None,
                         content_hash: prepared.content_hash,
                         deleted: false,
                         seen: true,
-                    },
-                );
-                writes.push(prepared);
+                    };
+                    self.known.insert(prepared.key_hash, seen);
+                    self.pending.push(prepared);
+                }
             }
         }
+        if self.pending.len() >= ROWS_PER_TRANSACTION {
+            self.flush().await?;
+        }
+        Ok(())
     }
-    store.upsert_images(target, &writes, now_ms()).await
+
+    /// Writes the queued images in one transaction.
+    async fn flush(&mut self) -> Result<(), StoreError> {
+        self.store
+            .upsert_images(self.target, &self.pending, now_ms())
+            .await?;
+        self.pending.clear();
+        Ok(())
+    }
 }

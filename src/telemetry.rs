@@ -34,9 +34,14 @@ fn filter(settings: &LogSettings) -> (EnvFilter, Option<String>) {
         .filter(|value| !value.trim().is_empty());
     let mut rejected = None;
     if let Some(directives) = rust_log {
-        match EnvFilter::builder().parse(&directives) {
-            Ok(filter) => return (filter, None),
-            Err(err) => rejected = Some(err.to_string()),
+        // The parser panics on some non-ASCII input; a filter is ASCII anyway.
+        if !directives.is_ascii() {
+            rejected = Some("it contains characters that are not ASCII".to_owned());
+        } else {
+            match EnvFilter::builder().parse(&directives) {
+                Ok(filter) => return (filter, None),
+                Err(err) => rejected = Some(err.to_string()),
+            }
         }
     }
     let filter = EnvFilter::builder()

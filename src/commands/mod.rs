@@ -2,7 +2,10 @@
 //! command; this file only dispatches, so `main` stays a list of steps.
 
 mod config_check;
+mod once;
 mod output;
+mod plan;
+mod scan;
 mod status;
 mod sync;
 
@@ -16,6 +19,9 @@ use crate::hss::credentials::CredentialError;
 pub async fn run(command: Command, config_path: &Path, settings: Settings) -> anyhow::Result<()> {
     match command {
         Command::Sync => sync::run(&settings).await,
+        Command::Plan { output } => plan::run(&settings, output).await,
+        Command::Scan { dry_run } => scan::run(&settings, dry_run).await,
+        Command::Once => once::run(&settings).await,
         Command::Status { output } => status::run(&settings, output).await,
         Command::Config(ConfigCommand::Check) => config_check::run(config_path, &settings),
     }

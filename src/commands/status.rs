@@ -10,7 +10,7 @@ use crate::status;
 
 pub(super) async fn run(settings: &Settings, output: Output) -> anyhow::Result<()> {
     let store = app::open_store(settings).await?;
-    let report = status::gather(&store).await?;
+    let report = status::gather(&store, &settings.targets, &settings.policy).await?;
     store.close().await;
     let text = match output {
         Output::Table => report.to_table(),

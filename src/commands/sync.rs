@@ -1,24 +1,23 @@
-//! `hss-scand sync`: refresh the inventory of every target, one after the other.
+//! `hss-scand sync`: refresh the inventory of every target.
 
 use anyhow::Context as _;
 
 use super::output::print;
-use crate::app;
+use crate::app::App;
 use crate::config::Settings;
-use crate::sync::{self, SyncReport};
+use crate::jobs;
+use crate::sync::SyncReport;
 
 pub(super) async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let credentials = app::credentials(&settings.credentials)?;
-    let store = app::open_store(settings).await?;
-    let clients = app::target_clients(settings, &credentials, None)?;
-    let mut reports = Vec::new();
-    for tc in &clients {
-        let done = sync::sync_target(&store, &tc.client, &tc.target, settings.hss.page_size)
-            .await
-            .with_context(|| format!("sync of target {}", tc.target.name))?;
-        reports.extend(done);
-    }
-    store.close().await;
+    let app = App::start(settings.clone(), None).await?;
+    let result = sync_and_report(&app).await;
+    app.store.close().await;
+    result
+}
+
+/// Syncs, prints one line per target and type, and fails unless every sync completed.
+pub(super) async fn sync_and_report(app: &App) -> anyhow::Result<()> {
+    let reports = jobs::sync_all(app).await.context("sync")?;
     print(&summary(&reports)).context("could not print the sync summary")?;
     let failed = reports.iter().filter(|r| !r.succeeded()).count();
     if failed > 0 {
@@ -35,26 +34,34 @@ fn summary(reports: &[SyncReport]) -> String {
     for r in reports {
         let c = &r.counts;
         out.push_str(&format!(
-            "{} {} {}: {} pages, {} listed of {}, {} new, {} changed, {} restored, {} deleted{}{}\n",
+            "sync {} {} {}: {} pages, {} listed of {}, {} new, {} changed, {} restored, {} deleted",
             r.target,
             r.image_type,
             r.outcome.as_str(),
             c.pages,
             c.seen,
-            c.total_num.map_or_else(|| "?".to_owned(), |t| t.to_string()),
+            c.total_num
+                .map_or_else(|| "?".to_owned(), |t| t.to_string()),
             c.new,
             c.changed,
             c.restored,
             c.deleted,
-            if c.unreadable_fields > 0 {
-                format!(", {} unreadable fields", c.unreadable_fields)
-            } else {
-                String::new()
-            },
-            r.error
-                .as_deref()
-                .map_or_else(String::new, |e| format!(" — ERROR: {e}")),
         ));
+        if c.unreadable_fields > 0 {
+            out.push_str(&format!(", {} unreadable fields", c.unreadable_fields));
+        }
+        if let Some(rec) = &r.reconciled
+            && rec.success + rec.failed + rec.lost + rec.vanished > 0
+        {
+            out.push_str(&format!(
+                "; submissions: {} scanned, {} failed, {} never received, {} vanished",
+                rec.success, rec.failed, rec.lost, rec.vanished
+            ));
+        }
+        if let Some(e) = &r.error {
+            out.push_str(&format!(" — ERROR: {e}"));
+        }
+        out.push('\n');
     }
     out
 }

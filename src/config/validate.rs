@@ -262,6 +262,13 @@ fn log_level(level: &str) -> Result<(), String> {
     if level.trim().is_empty() {
         return Err("empty; write a level such as info".to_owned());
     }
+    // Module paths and levels are ASCII, and tracing-subscriber's parser panics on some
+    // non-ASCII input (a proptest found one), so such input never reaches it.
+    if !level.is_ascii() {
+        return Err(format!(
+            "{level:?} contains characters that are not ASCII; a filter is levels and module paths"
+        ));
+    }
     for directive in level.split(',').map(str::trim).filter(|d| !d.is_empty()) {
         let bare = !directive.contains('=') && !directive.contains('[');
         if bare && LevelFilter::from_str(directive).is_err() {
@@ -295,6 +302,13 @@ fn in_range(key: &str, value: u64, min: u64, max: u64) -> Checked {
 
 #[cfg(test)]
 mod tests {
+    #[test]
+    fn a_non_ascii_filter_is_refused_before_the_parser_can_panic_on_it() {
+        // The input a proptest found to panic tracing-subscriber's directive parser.
+        let err = log_level(" i\u{2098}\u{1031e}D}'\u{2eb3}=").unwrap_err();
+        assert!(err.contains("not ASCII"), "{err}");
+    }
+
     use std::path::PathBuf;
 
     use super::super::load::{EnvOverrides, layered};

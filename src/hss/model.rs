@@ -10,6 +10,7 @@
 //! The wire types convert into [`crate::domain`] types here and nowhere else.
 
 use secrecy::{ExposeSecret, SecretString};
+use serde::de::{self, Visitor};
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 use serde_json::Value;
 
@@ -37,34 +38,92 @@ impl<T> Lenient<T> {
     }
 }
 
+// Visitors rather than a detour through `serde_json::Value`: a page has 200 images of 20
+// fields each, and building a `Value` per field made parsing the slowest step of a re-sync.
+
+/// Reads any JSON value, keeping what fits and marking the rest unreadable.
+macro_rules! lenient_visitor {
+    ($visitor:ident, $out:ty, $expecting:literal,
+     missing => $missing:expr, unreadable => $unreadable:expr,
+     $($method:ident($arg:ident: $ty:ty) => $body:expr),* $(,)?) => {
+        struct $visitor;
+        impl<'de> Visitor<'de> for $visitor {
+            type Value = $out;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str($expecting)
+            }
+            fn visit_unit<E: de::Error>(self) -> Result<$out, E> {
+                Ok($missing)
+            }
+            fn visit_none<E: de::Error>(self) -> Result<$out, E> {
+                Ok($missing)
+            }
+            fn visit_some<D: Deserializer<'de>>(self, d: D) -> Result<$out, D::Error> {
+                d.deserialize_any(self)
+            }
+            fn visit_seq<A: de::SeqAccess<'de>>(self, mut seq: A) -> Result<$out, A::Error> {
+                while seq.next_element::<de::IgnoredAny>()?.is_some() {}
+                Ok($unreadable)
+            }
+            fn visit_map<A: de::MapAccess<'de>>(self, mut map: A) -> Result<$out, A::Error> {
+                while map.next_entry::<de::IgnoredAny, de::IgnoredAny>()?.is_some() {}
+                Ok($unreadable)
+            }
+            $(fn $method<E: de::Error>(self, $arg: $ty) -> Result<$out, E> {
+                Ok($body)
+            })*
+        }
+    };
+}
+
+lenient_visitor!(NumberVisitor, Lenient<i64>, "an integer or a numeric string",
+    missing => Lenient::Missing, unreadable => Lenient::Unreadable,
+    visit_bool(_v: bool) => Lenient::Unreadable,
+    visit_i64(v: i64) => Lenient::Value(v),
+    visit_u64(v: u64) => i64::try_from(v).map_or(Lenient::Unreadable, Lenient::Value),
+    // An integral float (`1.0`) is a number in JSON's eyes; `1.5` is not an id.
+    visit_f64(v: f64) => if v.fract() == 0.0 && v.abs() < 9.0e18 {
+        Lenient::Value(v as i64)
+    } else {
+        Lenient::Unreadable
+    },
+    visit_str(v: &str) => v.trim().parse().map_or(Lenient::Unreadable, Lenient::Value),
+);
+
+lenient_visitor!(FlagVisitor, Lenient<bool>, "a boolean",
+    missing => Lenient::Missing, unreadable => Lenient::Unreadable,
+    visit_bool(v: bool) => Lenient::Value(v),
+    visit_i64(_v: i64) => Lenient::Unreadable,
+    visit_u64(_v: u64) => Lenient::Unreadable,
+    visit_f64(_v: f64) => Lenient::Unreadable,
+    visit_str(v: &str) => if v.eq_ignore_ascii_case("true") {
+        Lenient::Value(true)
+    } else if v.eq_ignore_ascii_case("false") {
+        Lenient::Value(false)
+    } else {
+        Lenient::Unreadable
+    },
+);
+
+lenient_visitor!(TextVisitor, Text, "a string",
+    missing => Text::default(), unreadable => Text { value: String::new(), unreadable: true },
+    visit_bool(v: bool) => Text { value: v.to_string(), unreadable: false },
+    visit_i64(v: i64) => Text { value: v.to_string(), unreadable: false },
+    visit_u64(v: u64) => Text { value: v.to_string(), unreadable: false },
+    visit_f64(v: f64) => Text { value: v.to_string(), unreadable: false },
+    visit_str(v: &str) => Text { value: v.to_owned(), unreadable: false },
+    visit_string(v: String) => Text { value: v, unreadable: false },
+);
+
 impl<'de> Deserialize<'de> for Lenient<i64> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(d)? {
-            Value::Null => Lenient::Missing,
-            Value::Number(n) => n
-                .as_i64()
-                // An integral float (`1.0`) is a number in JSON's eyes; `1.5` is not an id.
-                .or_else(|| {
-                    n.as_f64()
-                        .filter(|f| f.fract() == 0.0 && f.abs() < 9.0e18)
-                        .map(|f| f as i64)
-                })
-                .map_or(Lenient::Unreadable, Lenient::Value),
-            Value::String(s) => s.trim().parse().map_or(Lenient::Unreadable, Lenient::Value),
-            _ => Lenient::Unreadable,
-        })
+        d.deserialize_any(NumberVisitor)
     }
 }
 
 impl<'de> Deserialize<'de> for Lenient<bool> {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(d)? {
-            Value::Null => Lenient::Missing,
-            Value::Bool(b) => Lenient::Value(b),
-            Value::String(s) if s.eq_ignore_ascii_case("true") => Lenient::Value(true),
-            Value::String(s) if s.eq_ignore_ascii_case("false") => Lenient::Value(false),
-            _ => Lenient::Unreadable,
-        })
+        d.deserialize_any(FlagVisitor)
     }
 }
 
@@ -77,25 +136,7 @@ pub struct Text {
 
 impl<'de> Deserialize<'de> for Text {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
-        Ok(match Value::deserialize(d)? {
-            Value::Null => Text::default(),
-            Value::String(value) => Text {
-                value,
-                unreadable: false,
-            },
-            Value::Number(n) => Text {
-                value: n.to_string(),
-                unreadable: false,
-            },
-            Value::Bool(b) => Text {
-                value: b.to_string(),
-                unreadable: false,
-            },
-            _ => Text {
-                value: String::new(),
-                unreadable: true,
-            },
-        })
+        d.deserialize_any(TextVisitor)
     }
 }
 
@@ -197,8 +238,9 @@ impl WireImage {
             scan_status: ScanStatus::from(self.scan_status.value.as_str()),
             scan_failed_desc: self.scan_failed_desc.value,
             image_size: self.image_size.value(),
-            latest_update_time: self.latest_update_time.value(),
-            latest_scan_time: self.latest_scan_time.value(),
+            // HSS sends 0 for "never": keep that as no time rather than the year 1970.
+            latest_update_time: self.latest_update_time.value().filter(|t| *t > 0),
+            latest_scan_time: self.latest_scan_time.value().filter(|t| *t > 0),
             vul_num: self.vul_num.value(),
             unsafe_setting_num: self.unsafe_setting_num.value(),
             malicious_file_num: self.malicious_file_num.value(),
@@ -417,6 +459,17 @@ mod tests {
         assert_eq!(wire.vul_num, Lenient::Value(1));
         assert_eq!(wire.scannable, Lenient::Unreadable);
         assert_eq!(wire.unreadable_fields(), 3, "id, scannable, namespace");
+    }
+
+    #[test]
+    fn a_zero_time_means_never() {
+        let wire: WireImage =
+            serde_json::from_str(r#"{"latest_scan_time": 0, "latest_update_time": "0"}"#).unwrap();
+        let image = wire.into_image(&ImageType::Private);
+        assert_eq!(
+            (image.latest_scan_time, image.latest_update_time),
+            (None, None)
+        );
     }
 
     #[test]

@@ -130,6 +130,9 @@ pub enum FaultKind {
     SyncErrorInBody,
     /// Never answers (until the simulator shuts down): the client's timeout fires.
     Hang,
+    /// The request is carried out, then answered with a 504 as if the gateway lost the
+    /// answer: the client cannot tell that HSS took it.
+    LoseAnswer,
 }
 
 /// The injector's verdict for one request.
@@ -139,6 +142,7 @@ pub enum Injected {
     Malformed,
     SyncErrorInBody,
     Hang,
+    LoseAnswer,
 }
 
 impl From<FaultKind> for Injected {
@@ -152,6 +156,7 @@ impl From<FaultKind> for Injected {
             FaultKind::Malformed => Injected::Malformed,
             FaultKind::SyncErrorInBody => Injected::SyncErrorInBody,
             FaultKind::Hang => Injected::Hang,
+            FaultKind::LoseAnswer => Injected::LoseAnswer,
         }
     }
 }

@@ -88,12 +88,15 @@ async fn api(
         return ApiError::auth_failed().into_response();
     }
 
-    if let Some(injected) = sim
+    let mut lose_answer = false;
+    match sim
         .faults
         .take_scripted(endpoint)
         .or_else(|| sim.faults.roll())
     {
-        return inject(&sim, endpoint, injected).await;
+        Some(Injected::LoseAnswer) => lose_answer = true,
+        Some(injected) => return inject(&sim, endpoint, injected).await,
+        None => {}
     }
 
     let now = now_ms();
@@ -119,6 +122,10 @@ async fn api(
             registries::upload_command(&query).map(|v| axum::Json(v).into_response())
         }
     };
+    if lose_answer {
+        sim.stats.update(|s| s.injected_errors += 1);
+        return ApiError::server(StatusCode::GATEWAY_TIMEOUT).into_response();
+    }
     result.unwrap_or_else(IntoResponse::into_response)
 }
 
@@ -163,6 +170,8 @@ async fn inject(sim: &Sim, endpoint: Endpoint, injected: Injected) -> Response {
             let _ = shutdown.wait_for(|stop| *stop).await;
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE).into_response()
         }
+        // Handled by the caller, after the request has been carried out.
+        Injected::LoseAnswer => ApiError::server(StatusCode::GATEWAY_TIMEOUT).into_response(),
     }
 }
 

@@ -7,7 +7,6 @@
 
 use std::collections::HashMap;
 
-use futures::TryStreamExt;
 use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite};
 use xxhash_rust::xxh3::Xxh3;
@@ -18,6 +17,8 @@ use crate::domain::{Image, ImageType};
 /// What the store knows of an image, keyed by [`PreparedImage::key_hash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct KnownImage {
+    /// The row id, by which a vanished image is marked deleted.
+    pub id: i64,
     pub content_hash: i64,
     pub deleted: bool,
 }
@@ -114,12 +115,38 @@ pub struct ImageCount {
     pub images: i64,
 }
 
+/// Rows per packed read of the inventory index.
+const INDEX_CHUNK: i64 = 20_000;
+
+/// Parses `id key_hash content_hash deleted …` into the map; `None` if it is not that.
+fn unpack_index(packed: &str, known: &mut HashMap<i64, KnownImage>) -> Option<()> {
+    let mut numbers = packed.split(' ').map(str::parse::<i64>);
+    while let Some(id) = numbers.next() {
+        let id = id.ok()?;
+        let key_hash = numbers.next()?.ok()?;
+        let content_hash = numbers.next()?.ok()?;
+        let deleted = numbers.next()?.ok()? != 0;
+        known.insert(
+            key_hash,
+            KnownImage {
+                id,
+                content_hash,
+                deleted,
+            },
+        );
+    }
+    Some(())
+}
+
 /// Rows per upsert statement: 28 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
 impl Store {
     /// Key hash → what is stored, for every image (present or deleted) of a target and type.
-    /// Streams the rows so that only the map is ever in memory.
+    ///
+    /// Rows come packed, [`INDEX_CHUNK`] per query, as one text of numbers: sqlx spends about
+    /// 3.5 µs on each row it hands over, which for this one bulk read was a third of an
+    /// unchanged re-sync. Only one chunk is in memory at a time besides the map.
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
     pub async fn known_images(
         &self,
@@ -127,23 +154,32 @@ impl Store {
         image_type: &ImageType,
     ) -> Result<HashMap<i64, KnownImage>, StoreError> {
         let mut known = HashMap::new();
-        let mut rows = sqlx::query_as::<_, (i64, i64, bool)>(
-            "SELECT key_hash, content_hash, deleted_at IS NOT NULL FROM images \
-             WHERE target = ? AND image_type = ?",
-        )
-        .bind(target)
-        .bind(image_type.as_str())
-        .fetch(&self.reader);
-        while let Some((key_hash, content_hash, deleted)) =
-            rows.try_next().await.context("read the inventory index")?
-        {
-            known.insert(
-                key_hash,
-                KnownImage {
-                    content_hash,
-                    deleted,
-                },
-            );
+        let mut after = 0i64;
+        loop {
+            let (rows, last, packed): (i64, Option<i64>, Option<String>) = sqlx::query_as(
+                "SELECT COUNT(*), MAX(id), group_concat(id || ' ' || key_hash || ' ' || \
+                 content_hash || ' ' || (deleted_at IS NOT NULL), ' ') \
+                 FROM (SELECT id, key_hash, content_hash, deleted_at FROM images \
+                 INDEXED BY images_sync_index \
+                 WHERE target = ? AND image_type = ? AND id > ? ORDER BY id LIMIT ?)",
+            )
+            .bind(target)
+            .bind(image_type.as_str())
+            .bind(after)
+            .bind(INDEX_CHUNK)
+            .fetch_one(&self.reader)
+            .await
+            .context("read the inventory index")?;
+            let (Some(last), Some(packed)) = (last, packed) else {
+                break;
+            };
+            unpack_index(&packed, &mut known).ok_or(StoreError::Corrupt {
+                what: "the packed inventory index",
+            })?;
+            after = last;
+            if rows < INDEX_CHUNK {
+                break;
+            }
         }
         Ok(known)
     }
@@ -228,28 +264,18 @@ impl Store {
         tx.commit().await.context("write a page of images")
     }
 
-    /// Marks the given images of a target and type deleted; returns how many were present.
-    #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type, candidates = key_hashes.len()))]
-    pub async fn mark_deleted(
-        &self,
-        target: &str,
-        image_type: &ImageType,
-        key_hashes: &[i64],
-        now: i64,
-    ) -> Result<u64, StoreError> {
+    /// Marks the images with these row ids deleted; returns how many were present.
+    #[tracing::instrument(skip_all, err, fields(candidates = ids.len()))]
+    pub async fn mark_deleted(&self, ids: &[i64], now: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         let mut tx = self.write().await?;
-        for chunk in key_hashes.chunks(ROWS_PER_STATEMENT) {
+        for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE images SET deleted_at = ");
             q.push_bind(now)
-                .push(" WHERE target = ")
-                .push_bind(target.to_owned())
-                .push(" AND image_type = ")
-                .push_bind(image_type.as_str().to_owned())
-                .push(" AND deleted_at IS NULL AND key_hash IN (");
+                .push(" WHERE deleted_at IS NULL AND id IN (");
             let mut list = q.separated(", ");
-            for hash in chunk {
-                list.push_bind(*hash);
+            for id in chunk {
+                list.push_bind(*id);
             }
             q.push(")");
             deleted += q
@@ -386,6 +412,30 @@ mod tests {
             shared_status: String::new(),
             scannable: Some(true),
         }
+    }
+
+    #[test]
+    fn the_packed_index_unpacks_and_refuses_garbage() {
+        let mut known = HashMap::new();
+        unpack_index("1 -5 7 0 2 9 -9 1", &mut known).unwrap();
+        assert_eq!(
+            known[&-5],
+            KnownImage {
+                id: 1,
+                content_hash: 7,
+                deleted: false
+            }
+        );
+        assert_eq!(
+            known[&9],
+            KnownImage {
+                id: 2,
+                content_hash: -9,
+                deleted: true
+            }
+        );
+        assert!(unpack_index("1 2 3", &mut known).is_none());
+        assert!(unpack_index("1 x 3 0", &mut known).is_none());
     }
 
     #[test]

@@ -7,6 +7,7 @@
 
 mod images;
 mod owner;
+mod submissions;
 mod sync_runs;
 
 use std::str::FromStr;
@@ -17,11 +18,17 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use images::{ImageCount, KnownImage, PreparedImage};
 pub use owner::ProcessOwner;
+pub use submissions::{Batch, BatchError, ItemOutcome, OpenItem};
 pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
 
 /// How long a connection waits for a lock held by another process (a CLI command beside the
 /// daemon) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
+/// Page cache of the writer, in KiB (SQLite's negative `cache_size`): the default 2 MiB
+/// makes inserts into a large inventory's indexes miss the cache. Readers stream and need
+/// less.
+const WRITER_CACHE_KIB: i64 = 32 * 1024;
+const READER_CACHE_KIB: i64 = 8 * 1024;
 const READERS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]
@@ -38,6 +45,8 @@ pub enum StoreError {
         #[source]
         source: sqlx::migrate::MigrateError,
     },
+    #[error("database: {what} is not in the expected form")]
+    Corrupt { what: &'static str },
     #[error("database: {what}: {source}")]
     Query {
         what: &'static str,
@@ -81,10 +90,15 @@ impl Store {
             .journal_mode(SqliteJournalMode::Wal)
             .synchronous(SqliteSynchronous::Normal)
             .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT);
+            .busy_timeout(BUSY_TIMEOUT)
+            .pragma("temp_store", "memory");
         let writer = SqlitePoolOptions::new()
             .max_connections(1)
-            .connect_with(options.clone())
+            .connect_with(
+                options
+                    .clone()
+                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+            )
             .await
             .map_err(open_err)?;
         sqlx::migrate!("./migrations")
@@ -96,7 +110,11 @@ impl Store {
             })?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
-            .connect_with(options.read_only(true))
+            .connect_with(
+                options
+                    .read_only(true)
+                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
+            )
             .await
             .map_err(open_err)?;
         let store = Store {

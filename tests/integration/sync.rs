@@ -5,7 +5,7 @@ use hss_scand::domain::{ImageType, ScanStatus, Target};
 use hss_scand::hss::client::HssClient;
 use hss_scand::sim::{FaultKind, Faults, ScriptedFault, SimConfig, SimHandle};
 use hss_scand::store::{Store, SyncOutcome};
-use hss_scand::sync::{SyncReport, sync_target};
+use hss_scand::sync::{SyncOptions, SyncReport, sync_target};
 
 use crate::support::client::{client_for, client_with, spawn_sim};
 
@@ -45,7 +45,11 @@ async fn sync(
     target: &Target,
     page_size: u32,
 ) -> Vec<SyncReport> {
-    sync_target(store, client, target, page_size)
+    let options = SyncOptions {
+        page_size,
+        submit_grace: std::time::Duration::from_secs(120),
+    };
+    sync_target(store, client, target, options)
         .await
         .expect("the database works")
 }

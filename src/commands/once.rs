@@ -1,0 +1,19 @@
+//! `hss-scand once`: sync every target, then scan; for cron, CI, or a first run by hand.
+
+use crate::app::App;
+use crate::config::Settings;
+
+pub(super) async fn run(settings: &Settings) -> anyhow::Result<()> {
+    let app = App::start(settings.clone(), None).await?;
+    // The scan runs even when a sync did not complete: it submits only what the database
+    // proves due, and a partial sync never makes an image look due that is not.
+    let synced = super::sync::sync_and_report(&app).await;
+    let scanned = super::scan::scan_and_report(&app).await;
+    app.store.close().await;
+    match (synced, scanned) {
+        (Ok(()), Ok(())) => Ok(()),
+        (Err(sync), Ok(())) => Err(sync),
+        (Ok(()), Err(scan)) => Err(scan),
+        (Err(sync), Err(scan)) => Err(sync.context(format!("and the scan failed too: {scan:#}"))),
+    }
+}

@@ -1,0 +1,134 @@
+//! `hss-scand plan`: the dry run — what the next scan would submit, in order, and why.
+
+use anyhow::Context as _;
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
+
+use super::output::print;
+use crate::cli::Output;
+use crate::config::Settings;
+use crate::policy::{DueImage, Plan};
+use crate::store::now_ms;
+use crate::submit;
+
+pub(super) async fn run(settings: &Settings, output: Output) -> anyhow::Result<()> {
+    let store = crate::app::open_store(settings).await?;
+    let plan = submit::plan(&store, &settings.targets, &settings.policy, now_ms()).await?;
+    store.close().await;
+    let text = match output {
+        Output::Table => plan_table(&plan, settings.policy.batch_size),
+        Output::Json => {
+            let rows: Vec<PlanRow<'_>> = plan.due.iter().map(PlanRow::from).collect();
+            serde_json::to_string_pretty(&rows)? + "\n"
+        }
+    };
+    print(&text).context("could not print the plan")
+}
+
+/// One due image as `plan --output json` prints it.
+#[derive(Serialize)]
+struct PlanRow<'a> {
+    target: &'a str,
+    image_type: &'a str,
+    namespace: &'a str,
+    image_name: &'a str,
+    image_version: &'a str,
+    instance_id: &'a str,
+    reason: &'static str,
+    /// `policy.rules[N]`, or null when no rule matched.
+    rule: Option<String>,
+    priority: i64,
+    scan_status: &'a str,
+    latest_scan_time: Option<String>,
+}
+
+fn rule_name(index: Option<usize>) -> Option<String> {
+    index.map(|i| format!("policy.rules[{i}]"))
+}
+
+fn time(ms: Option<i64>) -> Option<String> {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+impl<'a> From<&'a DueImage> for PlanRow<'a> {
+    fn from(d: &'a DueImage) -> Self {
+        let c = &d.candidate;
+        PlanRow {
+            target: &d.target,
+            image_type: c.image_type.as_str(),
+            namespace: &c.namespace,
+            image_name: &c.image_name,
+            image_version: &c.image_version,
+            instance_id: &c.instance_id,
+            reason: d.due.reason.as_str(),
+            rule: rule_name(d.due.rule),
+            priority: d.due.priority,
+            scan_status: c.scan_status.as_str(),
+            latest_scan_time: time(c.latest_scan_time),
+        }
+    }
+}
+
+/// The plan as a table, followed by how it would be batched.
+pub(super) fn plan_table(plan: &Plan, batch_size: usize) -> String {
+    let rows: Vec<Vec<String>> = plan
+        .due
+        .iter()
+        .map(|d| {
+            let r = PlanRow::from(d);
+            vec![
+                r.target.to_owned(),
+                r.image_type.to_owned(),
+                format!("{}/{}:{}", r.namespace, r.image_name, r.image_version),
+                r.reason.to_owned(),
+                r.rule.unwrap_or_else(|| "-".to_owned()),
+                r.priority.to_string(),
+                r.latest_scan_time.unwrap_or_else(|| "-".to_owned()),
+            ]
+        })
+        .collect();
+    let mut out = crate::status::table(
+        &[
+            "TARGET",
+            "IMAGE TYPE",
+            "IMAGE",
+            "REASON",
+            "RULE",
+            "PRIORITY",
+            "LAST SCAN",
+        ],
+        &rows,
+    );
+    let batches = batches_needed(plan, batch_size);
+    out.push_str(&format!(
+        "{} due, {} before caps{}; {} batch-scan call(s) of at most {batch_size}\n",
+        plan.due.len(),
+        plan.due_before_caps,
+        plan.cut_by.map_or_else(String::new, |cap| format!(
+            " (cut by {})",
+            serde_json::to_value(cap)
+                .ok()
+                .and_then(|v| v.as_str().map(str::to_owned))
+                .unwrap_or_default()
+        )),
+        batches,
+    ));
+    out
+}
+
+/// Batches per target and image type, as `submit` will cut them.
+fn batches_needed(plan: &Plan, batch_size: usize) -> usize {
+    let mut groups: Vec<((&str, &str), usize)> = Vec::new();
+    for d in &plan.due {
+        let key = (d.target.as_str(), d.candidate.image_type.as_str());
+        match groups.iter_mut().find(|(k, _)| *k == key) {
+            Some((_, n)) => *n += 1,
+            None => groups.push((key, 1)),
+        }
+    }
+    groups
+        .iter()
+        .map(|(_, n)| n.div_ceil(batch_size.max(1)))
+        .sum()
+}

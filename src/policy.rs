@@ -1,0 +1,307 @@
+//! Which images are due, in which order — DESIGN section 1, "Which images are due". Pure: no
+//! I/O, no clock; the caller passes the images, the settings, `now` and what is left of the
+//! budget, so every rule can be tested by table and property.
+//!
+//! An image goes through three gates. *Eligible*: present in the inventory, scannable, of a
+//! configured type, not skipped by a rule, and with fields short enough for the batch-scan
+//! call. *Not in flight*: not submitted by us less than `scanning_timeout` ago and still
+//! unfinished. *Due*: the first of `never_scanned`, `failed_retry`, `stale`, `stuck` that
+//! applies. The due list is then ordered and cut by `max_images_per_run` and the daily budget.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use serde::Serialize;
+
+use crate::config::PolicySettings;
+use crate::domain::{DueReason, ImageType, ScanStatus, Target, limits};
+
+/// What the policy needs to know of one present image.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Candidate {
+    /// The store's row id: the tie-breaker of the order, and how a submission names it.
+    pub id: i64,
+    pub image_type: ImageType,
+    pub namespace: String,
+    pub image_name: String,
+    pub image_version: String,
+    pub instance_id: String,
+    pub instance_url: String,
+    pub scan_status: ScanStatus,
+    /// Milliseconds since the epoch.
+    pub latest_scan_time: Option<i64>,
+    pub scannable: Option<bool>,
+    pub latest_version: Option<bool>,
+    /// When we last submitted it (ms), if ever.
+    pub last_submitted_at: Option<i64>,
+    /// Our last submission has not been seen to finish, fail or get lost yet.
+    pub in_flight: bool,
+    /// Our consecutive submissions of it that ended in a failed scan.
+    pub failed_submissions: u32,
+}
+
+/// Why an eligible image is not due now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum NotDue {
+    /// Submitted by us and not finished yet.
+    InFlight,
+    /// Scanned successfully, not stale yet.
+    Fresh,
+    /// Failed, but the retry pause since our last submission has not passed.
+    RetryLater,
+    /// Failed `max_failed_attempts` times in a row after our submissions.
+    RetriesExhausted,
+    /// `image_oversized`: a retry would fail the same way.
+    Oversized,
+    /// HSS is scanning it on its own (not ours), or ours is not yet past the timeout.
+    ScanningInHss,
+    /// A status this version does not know.
+    UnknownStatus,
+}
+
+/// Why an image can never be submitted as it is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Excluded {
+    /// HSS says `scannable: false`.
+    Unscannable,
+    /// A rule with `skip = true` matches it.
+    SkippedByRule,
+    /// `latest_only` is set and this is not the latest version.
+    NotLatest,
+    /// Its type is not in the target's `image_types`.
+    TypeNotConfigured,
+    /// A namespace, name, tag or instance field is longer than the batch-scan call accepts.
+    FieldTooLong,
+}
+
+/// The policy's decision on one image.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Verdict {
+    Due(Due),
+    NotDue(NotDue),
+    Excluded(Excluded),
+}
+
+/// Why and how urgently an image is due.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Due {
+    pub reason: DueReason,
+    /// Index into `policy.rules` of the rule that matched, if any.
+    pub rule: Option<usize>,
+    pub priority: i64,
+}
+
+/// A due image, with the target it belongs to.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueImage {
+    pub target: String,
+    pub candidate: Candidate,
+    pub due: Due,
+}
+
+fn ms(duration: Duration) -> i64 {
+    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
+}
+
+/// `true` when `at` is more than `age` before `now`.
+fn older_than(at: i64, age: Duration, now: i64) -> bool {
+    now.saturating_sub(at) > ms(age)
+}
+
+/// The verdict on one image of `target`.
+pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64) -> Verdict {
+    if !target.image_types.contains(&c.image_type) {
+        return Verdict::Excluded(Excluded::TypeNotConfigured);
+    }
+    if c.scannable == Some(false) {
+        return Verdict::Excluded(Excluded::Unscannable);
+    }
+    if policy.latest_only && c.latest_version != Some(true) {
+        return Verdict::Excluded(Excluded::NotLatest);
+    }
+    if too_long(c) {
+        return Verdict::Excluded(Excluded::FieldTooLong);
+    }
+    let (rule_index, rule) = match policy
+        .rules
+        .iter()
+        .enumerate()
+        .find(|(_, r)| r.matches(&c.namespace, &c.image_name, &c.image_version))
+    {
+        Some((i, rule)) => (Some(i), Some(rule)),
+        None => (None, None),
+    };
+    if rule.is_some_and(|r| r.skip) {
+        return Verdict::Excluded(Excluded::SkippedByRule);
+    }
+    let submitted_recently = |age: Duration| {
+        c.last_submitted_at
+            .is_some_and(|at| !older_than(at, age, now))
+    };
+    if c.in_flight && submitted_recently(policy.scanning_timeout) {
+        return Verdict::NotDue(NotDue::InFlight);
+    }
+    let due = |reason| {
+        Verdict::Due(Due {
+            reason,
+            rule: rule_index,
+            priority: rule.map_or(0, |r| r.priority),
+        })
+    };
+    match &c.scan_status {
+        ScanStatus::Unscan => due(DueReason::NeverScanned),
+        ScanStatus::Failed | ScanStatus::DownloadFailed => {
+            if c.failed_submissions >= policy.max_failed_attempts {
+                Verdict::NotDue(NotDue::RetriesExhausted)
+            } else if submitted_recently(policy.retry_failed_after) {
+                Verdict::NotDue(NotDue::RetryLater)
+            } else {
+                due(DueReason::FailedRetry)
+            }
+        }
+        ScanStatus::ImageOversized => Verdict::NotDue(NotDue::Oversized),
+        ScanStatus::Success => {
+            let rescan_after = rule
+                .and_then(|r| r.rescan_after)
+                .unwrap_or(policy.rescan_after);
+            // Without a scan time from HSS, our own last submission stands in for it, so that
+            // an image HSS never dates is rescanned once per period, not on every run.
+            match c.latest_scan_time.or(c.last_submitted_at) {
+                Some(at) if !older_than(at, rescan_after, now) => Verdict::NotDue(NotDue::Fresh),
+                _ => due(DueReason::Stale),
+            }
+        }
+        ScanStatus::Scanning | ScanStatus::WaitingForScan => {
+            // Only our own submissions can be stuck: HSS's own scans are its business.
+            match c.last_submitted_at {
+                Some(at) if older_than(at, policy.scanning_timeout, now) => due(DueReason::Stuck),
+                _ => Verdict::NotDue(NotDue::ScanningInHss),
+            }
+        }
+        ScanStatus::Other(_) => Verdict::NotDue(NotDue::UnknownStatus),
+    }
+}
+
+fn too_long(c: &Candidate) -> bool {
+    let over = |text: &str, max: usize| text.chars().count() > max;
+    // The call requires namespace, name and version of at least one character as well.
+    c.namespace.is_empty()
+        || c.image_name.is_empty()
+        || c.image_version.is_empty()
+        || over(&c.namespace, limits::NAMESPACE)
+        || over(&c.image_name, limits::IMAGE_NAME)
+        || over(&c.image_version, limits::IMAGE_VERSION)
+        || over(&c.instance_id, limits::INSTANCE_ID)
+        || over(&c.instance_url, limits::INSTANCE_URL)
+}
+
+/// Which cap ended the list.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Cap {
+    MaxImagesPerRun,
+    DailyBudget,
+}
+
+/// Counts of every verdict, for `status` and metrics.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Tally {
+    pub due: BTreeMap<DueReason, u64>,
+    pub not_due: BTreeMap<NotDue, u64>,
+    pub excluded: BTreeMap<Excluded, u64>,
+}
+
+impl Tally {
+    pub fn count(&mut self, verdict: &Verdict) {
+        match verdict {
+            Verdict::Due(d) => *self.due.entry(d.reason).or_default() += 1,
+            Verdict::NotDue(n) => *self.not_due.entry(*n).or_default() += 1,
+            Verdict::Excluded(e) => *self.excluded.entry(*e).or_default() += 1,
+        }
+    }
+
+    pub fn due_total(&self) -> u64 {
+        self.due.values().sum()
+    }
+}
+
+/// The due images in submission order, after the caps.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct Plan {
+    pub due: Vec<DueImage>,
+    /// How many were due before the caps.
+    pub due_before_caps: usize,
+    pub cut_by: Option<Cap>,
+    pub tally: Tally,
+}
+
+/// Collects verdicts across targets, then orders and cuts the due list.
+#[derive(Debug, Default)]
+pub struct Planner {
+    due: Vec<DueImage>,
+    tally: Tally,
+}
+
+impl Planner {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    pub fn add(&mut self, target: &Target, c: Candidate, policy: &PolicySettings, now: i64) {
+        let verdict = assess(target, &c, policy, now);
+        self.tally.count(&verdict);
+        if let Verdict::Due(due) = verdict {
+            self.due.push(DueImage {
+                target: target.name.clone(),
+                candidate: c,
+                due,
+            });
+        }
+    }
+
+    /// Orders the due list — priority (high first), reason, oldest scan (never scanned
+    /// first), id — and cuts it to `max_images_per_run` and what is left of the budget today
+    /// (`None`: no daily budget).
+    pub fn finish(mut self, policy: &PolicySettings, budget_left: Option<u64>) -> Plan {
+        self.due.sort_by_key(order_key);
+        let due_before_caps = self.due.len();
+        let mut cut_by = None;
+        let mut keep = due_before_caps;
+        if let Some(cap) = policy.images_per_run_cap() {
+            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
+            if cap < keep {
+                keep = cap;
+                cut_by = Some(Cap::MaxImagesPerRun);
+            }
+        }
+        if let Some(left) = budget_left {
+            let left = usize::try_from(left).unwrap_or(usize::MAX);
+            if left < keep {
+                keep = left;
+                cut_by = Some(Cap::DailyBudget);
+            }
+        }
+        self.due.truncate(keep);
+        Plan {
+            due: self.due,
+            due_before_caps,
+            cut_by,
+            tally: self.tally,
+        }
+    }
+}
+
+/// Ascending order = submission order. `None` scan times (never scanned) sort first.
+fn order_key(d: &DueImage) -> (std::cmp::Reverse<i64>, DueReason, Option<i64>, i64) {
+    (
+        std::cmp::Reverse(d.due.priority),
+        d.due.reason,
+        d.candidate.latest_scan_time,
+        d.candidate.id,
+    )
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,426 @@
+//! `scan_batches` and `scan_items`: the audit trail of every batch-scan call, and the
+//! per-image bookkeeping (`images.in_flight`, `last_submitted_at`, `failed_submissions`) the
+//! policy reads.
+//!
+//! The protocol: a batch and its items are committed `pending` before the call
+//! ([`Store::record_pending_batch`]); the answer makes it `sent` or `failed`, or leaves it
+//! `pending` with the error when the answer does not tell whether HSS took it. Syncs then
+//! close each open item from what HSS shows ([`Store::close_items`]).
+
+use serde::Serialize;
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::{Context, Store, StoreError};
+use crate::domain::{ImageType, ScanStatus};
+use crate::policy::{Candidate, DueImage};
+
+/// Images per multi-row statement (8 variables each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+/// How a batch-scan call failed, as the store records it.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct BatchError {
+    pub http_status: Option<u16>,
+    pub error_code: Option<String>,
+    pub request_id: Option<String>,
+    pub message: String,
+}
+
+/// An open item of a target and type, with what reconciliation needs to decide on it.
+#[derive(Debug, Clone, PartialEq, Eq, FromRow)]
+pub struct OpenItem {
+    pub item_id: i64,
+    pub image_id: i64,
+    pub batch_id: i64,
+    /// `pending` or `sent`.
+    pub batch_status: String,
+    /// When the batch was committed: the submission time.
+    pub submitted_at: i64,
+    pub status_before: String,
+    pub scan_time_before: Option<i64>,
+    pub scan_status: String,
+    pub latest_scan_time: Option<i64>,
+    pub deleted: bool,
+}
+
+/// How an item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// HSS scanned it successfully.
+    Success,
+    /// HSS scanned it and the scan failed.
+    Failed,
+    /// HSS never received it (its batch's answer never came and nothing moved).
+    Lost,
+    /// A complete sync no longer lists the image.
+    Vanished,
+}
+
+impl ItemOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemOutcome::Success => "success",
+            ItemOutcome::Failed => "failed",
+            ItemOutcome::Lost => "lost",
+            ItemOutcome::Vanished => "vanished",
+        }
+    }
+}
+
+/// A row of `scan_batches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
+pub struct Batch {
+    pub id: i64,
+    pub target: String,
+    pub image_type: String,
+    pub parent_id: Option<i64>,
+    pub created_at: i64,
+    pub answered_at: Option<i64>,
+    pub status: String,
+    pub items: i64,
+    pub http_status: Option<i64>,
+    pub error_code: Option<String>,
+    pub request_id: Option<String>,
+    pub error: Option<String>,
+}
+
+impl Store {
+    /// Every present image of `target`, as the policy sees it, handed to `visit` one by one
+    /// so that the inventory is never held in memory as a whole.
+    #[tracing::instrument(skip_all, err, fields(target))]
+    pub async fn visit_candidates(
+        &self,
+        target: &str,
+        mut visit: impl FnMut(Candidate),
+    ) -> Result<(), StoreError> {
+        use futures::TryStreamExt;
+        let mut rows = sqlx::query_as::<_, CandidateRow>(
+            "SELECT id, image_type, namespace, image_name, image_version, instance_id, \
+             instance_url, scan_status, latest_scan_time, scannable, latest_version, \
+             last_submitted_at, in_flight, failed_submissions \
+             FROM images WHERE target = ? AND deleted_at IS NULL",
+        )
+        .bind(target)
+        .fetch(&self.reader);
+        while let Some(row) = rows.try_next().await.context("read the inventory")? {
+            visit(row.into());
+        }
+        Ok(())
+    }
+
+    /// Images submitted since `since` (ms) in batches HSS may have taken (`sent` or
+    /// `pending`): what the daily budget has used.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
+        let used: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(items), 0) FROM scan_batches \
+             WHERE created_at >= ? AND status <> 'failed'",
+        )
+        .bind(since)
+        .fetch_one(&self.reader)
+        .await
+        .context("count today's submissions")?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// Commits a batch and its items as `pending`, and marks its images in flight, before
+    /// the call is made. Earlier open items of the same images are closed as superseded.
+    #[tracing::instrument(skip_all, err, fields(target, items = items.len()))]
+    pub async fn record_pending_batch(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        enterprise_project_id: &str,
+        parent_id: Option<i64>,
+        items: &[DueImage],
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let batch_id: i64 = sqlx::query_scalar(
+            "INSERT INTO scan_batches (target, image_type, enterprise_project_id, owner, \
+             parent_id, created_at, status, items) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) \
+             RETURNING id",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .bind(enterprise_project_id)
+        .bind(self.owner.as_str())
+        .bind(parent_id)
+        .bind(now)
+        .bind(items.len() as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .context("record a pending batch")?;
+        // Three statements per chunk rather than three per image: a batch is up to 10,241.
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE scan_items SET outcome = 'superseded', finished_at = ");
+            q.push_bind(now)
+                .push(" WHERE outcome IS NULL AND image_id IN (");
+            let mut ids = q.separated(", ");
+            for item in chunk {
+                ids.push_bind(item.candidate.id);
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("close superseded submissions")?;
+
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO scan_items (batch_id, image_id, reason, rule, priority, \
+                 status_before, scan_time_before, submitted_before) ",
+            );
+            q.push_values(chunk, |mut row, item| {
+                let c = &item.candidate;
+                row.push_bind(batch_id)
+                    .push_bind(c.id)
+                    .push_bind(item.due.reason.as_str())
+                    .push_bind(item.due.rule.map(|r| r as i64))
+                    .push_bind(item.due.priority)
+                    .push_bind(c.scan_status.as_str().to_owned())
+                    .push_bind(c.latest_scan_time)
+                    .push_bind(c.last_submitted_at);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("record pending items")?;
+
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE images SET in_flight = 1, last_submitted_at = ");
+            q.push_bind(now)
+                .push(
+                    // `outcome IS NULL` lets SQLite use the partial index on open items by
+                    // image; by batch alone it would scan the whole batch for every image.
+                    ", last_item_id = (SELECT s.id FROM scan_items s \
+                     WHERE s.image_id = images.id AND s.outcome IS NULL AND s.batch_id = ",
+                )
+                .push_bind(batch_id)
+                .push(") WHERE id IN (");
+            let mut ids = q.separated(", ");
+            for item in chunk {
+                ids.push_bind(item.candidate.id);
+            }
+            q.push(")");
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("mark images in flight")?;
+        }
+        tx.commit().await.context("record a pending batch")?;
+        Ok(batch_id)
+    }
+
+    /// HSS accepted the batch.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE scan_batches SET status = 'sent', answered_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await
+            .context("mark a batch sent")?;
+        tx.commit().await.context("mark a batch sent")
+    }
+
+    /// The call ended without telling whether HSS took the batch: it stays `pending`, its
+    /// images stay in flight, and the next syncs decide.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub async fn mark_batch_unknown(
+        &self,
+        batch_id: i64,
+        error: &BatchError,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.record_answer(batch_id, "pending", error, now).await
+    }
+
+    /// HSS certainly did not take the batch: its items are rejected and their images go back
+    /// to how they were before, so that the policy sees them due again.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub async fn mark_batch_failed(
+        &self,
+        batch_id: i64,
+        error: &BatchError,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.record_answer(batch_id, "failed", error, now).await?;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE images SET in_flight = 0, last_submitted_at = \
+             (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
+             WHERE last_item_id IN (SELECT id FROM scan_items WHERE batch_id = ?)",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("release the images of a failed batch")?;
+        sqlx::query(
+            "UPDATE scan_items SET outcome = 'rejected', finished_at = ? \
+             WHERE batch_id = ? AND outcome IS NULL",
+        )
+        .bind(now)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("reject the items of a failed batch")?;
+        tx.commit()
+            .await
+            .context("release the images of a failed batch")
+    }
+
+    async fn record_answer(
+        &self,
+        batch_id: i64,
+        status: &'static str,
+        error: &BatchError,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE scan_batches SET status = ?, answered_at = ?, http_status = ?, \
+             error_code = ?, request_id = ?, error = ? WHERE id = ?",
+        )
+        .bind(status)
+        .bind(now)
+        .bind(error.http_status.map(i64::from))
+        .bind(&error.error_code)
+        .bind(&error.request_id)
+        .bind(&error.message)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("record a batch's answer")?;
+        tx.commit().await.context("record a batch's answer")
+    }
+
+    /// The open items of a target and type, with their image's current state.
+    #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
+    pub async fn open_items(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<OpenItem>, StoreError> {
+        sqlx::query_as(
+            "SELECT s.id AS item_id, s.image_id, s.batch_id, b.status AS batch_status, \
+             b.created_at AS submitted_at, s.status_before, s.scan_time_before, \
+             i.scan_status, i.latest_scan_time, i.deleted_at IS NOT NULL AS deleted \
+             FROM scan_items s JOIN scan_batches b ON b.id = s.batch_id \
+             JOIN images i ON i.id = s.image_id \
+             WHERE s.outcome IS NULL AND b.status <> 'failed' \
+             AND b.target = ? AND b.image_type = ?",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .context("read open submissions")
+    }
+
+    /// Closes items with their outcomes, in one transaction, and moves their images on:
+    /// out of flight; a failed scan adds to the image's consecutive failures and a success
+    /// clears them; a lost submission gives the image back its earlier submission time, so
+    /// that it is due again under its old reason.
+    #[tracing::instrument(skip_all, err, fields(items = outcomes.len()))]
+    pub async fn close_items(
+        &self,
+        outcomes: &[(OpenItem, ItemOutcome)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        for (item, outcome) in outcomes {
+            sqlx::query("UPDATE scan_items SET outcome = ?, finished_at = ? WHERE id = ?")
+                .bind(outcome.as_str())
+                .bind(now)
+                .bind(item.item_id)
+                .execute(&mut *tx)
+                .await
+                .context("close a submission")?;
+            let image_update = match outcome {
+                ItemOutcome::Success => {
+                    "UPDATE images SET in_flight = 0, failed_submissions = 0 \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Failed => {
+                    "UPDATE images SET in_flight = 0, \
+                     failed_submissions = failed_submissions + 1 \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Lost => {
+                    "UPDATE images SET in_flight = 0, last_submitted_at = \
+                     (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Vanished => {
+                    "UPDATE images SET in_flight = 0 WHERE id = ? AND last_item_id = ?"
+                }
+            };
+            sqlx::query(image_update)
+                .bind(item.image_id)
+                .bind(item.item_id)
+                .execute(&mut *tx)
+                .await
+                .context("move a submitted image on")?;
+        }
+        tx.commit().await.context("close submissions")
+    }
+
+    /// The latest `limit` batches, newest first.
+    #[tracing::instrument(skip_all, err)]
+    pub async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
+        sqlx::query_as(
+            "SELECT id, target, image_type, parent_id, created_at, answered_at, status, items, \
+             http_status, error_code, request_id, error FROM scan_batches \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the latest batches")
+    }
+}
+
+#[derive(FromRow)]
+struct CandidateRow {
+    id: i64,
+    image_type: String,
+    namespace: String,
+    image_name: String,
+    image_version: String,
+    instance_id: String,
+    instance_url: String,
+    scan_status: String,
+    latest_scan_time: Option<i64>,
+    scannable: Option<bool>,
+    latest_version: Option<bool>,
+    last_submitted_at: Option<i64>,
+    in_flight: bool,
+    failed_submissions: i64,
+}
+
+impl From<CandidateRow> for Candidate {
+    fn from(r: CandidateRow) -> Self {
+        Candidate {
+            id: r.id,
+            image_type: ImageType::from(r.image_type.as_str()),
+            namespace: r.namespace,
+            image_name: r.image_name,
+            image_version: r.image_version,
+            instance_id: r.instance_id,
+            instance_url: r.instance_url,
+            scan_status: ScanStatus::from(r.scan_status.as_str()),
+            latest_scan_time: r.latest_scan_time,
+            scannable: r.scannable,
+            latest_version: r.latest_version,
+            last_submitted_at: r.last_submitted_at,
+            in_flight: r.in_flight,
+            failed_submissions: u32::try_from(r.failed_submissions).unwrap_or(u32::MAX),
+        }
+    }
+}
