@@ -8,7 +8,7 @@
 //! unfinished. *Due*: the first of `never_scanned`, `failed_retry`, `stale`, `stuck` that
 //! applies. The due list is then ordered and cut by `max_images_per_run` and the daily budget.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BinaryHeap};
 use std::time::Duration;
 
 use serde::Serialize;
@@ -238,54 +238,88 @@ pub struct Plan {
 }
 
 /// Collects verdicts across targets, then orders and cuts the due list.
-#[derive(Debug, Default)]
+///
+/// With a cap (`max_images_per_run`, or the daily budget), only the best `cap` images are
+/// kept while collecting, in a max-heap on the submission order: a million-image inventory
+/// then costs memory for the images that will be submitted, not for all that are due.
+#[derive(Debug)]
 pub struct Planner {
-    due: Vec<DueImage>,
+    kept: BinaryHeap<Ranked>,
+    limit: Option<(usize, Cap)>,
     tally: Tally,
 }
 
+/// A due image ordered by [`order_key`], so that the heap's top is the one to drop first.
+#[derive(Debug)]
+struct Ranked(DueImage);
+
+impl PartialEq for Ranked {
+    fn eq(&self, other: &Self) -> bool {
+        order_key(&self.0) == order_key(&other.0)
+    }
+}
+impl Eq for Ranked {}
+impl PartialOrd for Ranked {
+    fn partial_cmp(&self, other: &Self) -> Option<std::cmp::Ordering> {
+        Some(self.cmp(other))
+    }
+}
+impl Ord for Ranked {
+    fn cmp(&self, other: &Self) -> std::cmp::Ordering {
+        order_key(&self.0).cmp(&order_key(&other.0))
+    }
+}
+
 impl Planner {
-    pub fn new() -> Self {
-        Self::default()
+    /// A planner for a run under `policy` with `budget_left` of today's budget (`None`: no
+    /// daily budget).
+    pub fn new(policy: &PolicySettings, budget_left: Option<u64>) -> Self {
+        let as_usize = |n: u64| usize::try_from(n).unwrap_or(usize::MAX);
+        let run = policy
+            .images_per_run_cap()
+            .map(|cap| (as_usize(cap), Cap::MaxImagesPerRun));
+        let budget = budget_left.map(|left| (as_usize(left), Cap::DailyBudget));
+        // The smaller cap binds; at a tie the per-run cap is the one named.
+        let limit = match (run, budget) {
+            (Some(r), Some(b)) => Some(if b.0 < r.0 { b } else { r }),
+            (r, b) => r.or(b),
+        };
+        Planner {
+            kept: BinaryHeap::new(),
+            limit,
+            tally: Tally::default(),
+        }
     }
 
     pub fn add(&mut self, target: &Target, c: Candidate, policy: &PolicySettings, now: i64) {
         let verdict = assess(target, &c, policy, now);
         self.tally.count(&verdict);
         if let Verdict::Due(due) = verdict {
-            self.due.push(DueImage {
+            self.kept.push(Ranked(DueImage {
                 target: target.name.clone(),
                 candidate: c,
                 due,
-            });
+            }));
+            if let Some((limit, _)) = self.limit
+                && self.kept.len() > limit
+            {
+                self.kept.pop();
+            }
         }
     }
 
-    /// Orders the due list — priority (high first), reason, oldest scan (never scanned
-    /// first), id — and cuts it to `max_images_per_run` and what is left of the budget today
-    /// (`None`: no daily budget).
-    pub fn finish(mut self, policy: &PolicySettings, budget_left: Option<u64>) -> Plan {
-        self.due.sort_by_key(order_key);
-        let due_before_caps = self.due.len();
-        let mut cut_by = None;
-        let mut keep = due_before_caps;
-        if let Some(cap) = policy.images_per_run_cap() {
-            let cap = usize::try_from(cap).unwrap_or(usize::MAX);
-            if cap < keep {
-                keep = cap;
-                cut_by = Some(Cap::MaxImagesPerRun);
-            }
-        }
-        if let Some(left) = budget_left {
-            let left = usize::try_from(left).unwrap_or(usize::MAX);
-            if left < keep {
-                keep = left;
-                cut_by = Some(Cap::DailyBudget);
-            }
-        }
-        self.due.truncate(keep);
+    /// The due list in submission order — priority (high first), reason, oldest scan (never
+    /// scanned first), id — cut to the caps.
+    pub fn finish(self) -> Plan {
+        let mut due: Vec<DueImage> = self.kept.into_vec().into_iter().map(|r| r.0).collect();
+        due.sort_by_key(order_key);
+        let due_before_caps = usize::try_from(self.tally.due_total()).unwrap_or(usize::MAX);
+        let cut_by = self
+            .limit
+            .filter(|(limit, _)| due_before_caps > *limit)
+            .map(|(_, cap)| cap);
         Plan {
-            due: self.due,
+            due,
             due_before_caps,
             cut_by,
             tally: self.tally,

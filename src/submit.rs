@@ -52,13 +52,13 @@ pub async fn plan(
     now: i64,
 ) -> Result<Plan, StoreError> {
     let left = budget_left(store, policy, now).await?;
-    let mut planner = Planner::new();
+    let mut planner = Planner::new(policy, left);
     for target in targets {
         store
             .visit_candidates(&target.name, |c| planner.add(target, c, policy, now))
             .await?;
     }
-    Ok(planner.finish(policy, left))
+    Ok(planner.finish())
 }
 
 /// How a batch ended.

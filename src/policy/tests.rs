@@ -283,7 +283,7 @@ fn latest_only_excludes_older_versions() {
 #[test]
 fn order_is_priority_then_reason_then_oldest_scan_then_id() {
     let p = policy("[[policy.rules]]\nnamespace = \"hot\"\npriority = 5\n");
-    let mut planner = Planner::new();
+    let mut planner = Planner::new(&p, None);
     let mut add = |id: i64, status: ScanStatus, ns: &str, scan: Option<i64>| {
         let mut c = image(id, status);
         c.namespace = ns.into();
@@ -296,7 +296,7 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
     add(4, ScanStatus::Failed, "cold", Some(NOW - 9 * DAY));
     add(5, ScanStatus::Success, "hot", Some(NOW - 8 * DAY));
     add(6, ScanStatus::Unscan, "cold", None);
-    let plan = planner.finish(&p, None);
+    let plan = planner.finish();
     let ids: Vec<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
     assert_eq!(ids, [5, 3, 6, 4, 2, 1]);
 }
@@ -304,21 +304,21 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
 #[test]
 fn caps_cut_the_ordered_list_and_say_which() {
     let p = policy("[policy]\nmax_images_per_run = 3\n");
-    let mut planner = Planner::new();
-    for id in 0..10 {
+    let mut planner = Planner::new(&p, Some(2));
+    for id in (0..10).rev() {
         planner.add(&target(), image(id, ScanStatus::Unscan), &p, NOW);
     }
-    let plan = planner.finish(&p, Some(2));
+    let plan = planner.finish();
     assert_eq!(plan.due.len(), 2);
     assert_eq!(plan.due_before_caps, 10);
     assert_eq!(plan.cut_by, Some(Cap::DailyBudget));
     assert_eq!(plan.tally.due_total(), 10);
 
-    let mut planner = Planner::new();
-    for id in 0..10 {
+    let mut planner = Planner::new(&p, Some(100));
+    for id in [7, 2, 9, 0, 5, 1, 3, 8, 6, 4] {
         planner.add(&target(), image(id, ScanStatus::Unscan), &p, NOW);
     }
-    let plan = planner.finish(&p, Some(100));
+    let plan = planner.finish();
     assert_eq!(
         (plan.due.len(), plan.cut_by),
         (3, Some(Cap::MaxImagesPerRun))
@@ -378,11 +378,20 @@ proptest! {
         let mut seen = HashSet::new();
         let candidates: Vec<Candidate> =
             candidates.into_iter().filter(|c| seen.insert(c.id)).collect();
-        let mut planner = Planner::new();
+        let mut planner = Planner::new(&p, budget_left);
         for c in &candidates {
             planner.add(&target(), c.clone(), &p, NOW);
         }
-        let plan = planner.finish(&p, budget_left);
+        let plan = planner.finish();
+
+        // The bounded planner keeps exactly the head of the full, uncapped order.
+        let mut everything = Planner::new(&policy(""), None);
+        for c in &candidates {
+            everything.add(&target(), c.clone(), &p, NOW);
+        }
+        let full: Vec<i64> = everything.finish().due.iter().map(|d| d.candidate.id).collect();
+        let kept: Vec<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
+        prop_assert_eq!(&full[..kept.len()], &kept[..]);
 
         let ids: HashSet<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
         prop_assert_eq!(ids.len(), plan.due.len(), "an image twice");

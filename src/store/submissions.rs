@@ -14,6 +14,9 @@ use super::{Context, Store, StoreError};
 use crate::domain::{ImageType, ScanStatus};
 use crate::policy::{Candidate, DueImage};
 
+/// Row ids per packed read of candidates.
+const CANDIDATE_CHUNK: i64 = 20_000;
+
 /// Images per multi-row statement (8 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
 
@@ -88,23 +91,44 @@ pub struct Batch {
 impl Store {
     /// Every present image of `target`, as the policy sees it, handed to `visit` one by one
     /// so that the inventory is never held in memory as a whole.
+    ///
+    /// Read in row-id order, [`CANDIDATE_CHUNK`] ids per query, each chunk packed by SQLite
+    /// as one JSON array: a table walk instead of an index walk with a lookup per row, and
+    /// one value for sqlx to hand over instead of a row per image (about 3.5 µs each). JSON
+    /// escaping keeps any name HSS may send intact.
     #[tracing::instrument(skip_all, err, fields(target))]
     pub async fn visit_candidates(
         &self,
         target: &str,
         mut visit: impl FnMut(Candidate),
     ) -> Result<(), StoreError> {
-        use futures::TryStreamExt;
-        let mut rows = sqlx::query_as::<_, CandidateRow>(
-            "SELECT id, image_type, namespace, image_name, image_version, instance_id, \
-             instance_url, scan_status, latest_scan_time, scannable, latest_version, \
-             last_submitted_at, in_flight, failed_submissions \
-             FROM images WHERE target = ? AND deleted_at IS NULL",
-        )
-        .bind(target)
-        .fetch(&self.reader);
-        while let Some(row) = rows.try_next().await.context("read the inventory")? {
-            visit(row.into());
+        let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM images")
+            .fetch_one(&self.reader)
+            .await
+            .context("read the inventory")?;
+        let mut after = 0i64;
+        while after < last.unwrap_or(0) {
+            // `+target` keeps SQLite on the row-id range rather than an index on target.
+            let packed: Option<String> = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(id, image_type, namespace, image_name, \
+                 image_version, instance_id, instance_url, scan_status, latest_scan_time, \
+                 scannable, latest_version, last_submitted_at, in_flight, failed_submissions)) \
+                 FROM images WHERE id > ? AND id <= ? AND +target = ? AND deleted_at IS NULL",
+            )
+            .bind(after)
+            .bind(after.saturating_add(CANDIDATE_CHUNK))
+            .bind(target)
+            .fetch_one(&self.reader)
+            .await
+            .context("read the inventory")?;
+            if let Some(packed) = packed {
+                let rows: Vec<CandidateRow> =
+                    serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
+                        what: "the packed inventory",
+                    })?;
+                rows.into_iter().map(Candidate::from).for_each(&mut visit);
+            }
+            after = after.saturating_add(CANDIDATE_CHUNK);
         }
         Ok(())
     }
@@ -386,41 +410,59 @@ impl Store {
     }
 }
 
-#[derive(FromRow)]
-struct CandidateRow {
-    id: i64,
-    image_type: String,
-    namespace: String,
-    image_name: String,
-    image_version: String,
-    instance_id: String,
-    instance_url: String,
-    scan_status: String,
-    latest_scan_time: Option<i64>,
-    scannable: Option<bool>,
-    latest_version: Option<bool>,
-    last_submitted_at: Option<i64>,
-    in_flight: bool,
-    failed_submissions: i64,
-}
+/// One image as `visit_candidates` packs it, in its column order. SQLite writes booleans as
+/// 0/1.
+#[derive(serde::Deserialize)]
+struct CandidateRow(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    i64,
+    i64,
+);
 
 impl From<CandidateRow> for Candidate {
     fn from(r: CandidateRow) -> Self {
+        let CandidateRow(
+            id,
+            image_type,
+            namespace,
+            image_name,
+            image_version,
+            instance_id,
+            instance_url,
+            scan_status,
+            latest_scan_time,
+            scannable,
+            latest_version,
+            last_submitted_at,
+            in_flight,
+            failed_submissions,
+        ) = r;
         Candidate {
-            id: r.id,
-            image_type: ImageType::from(r.image_type.as_str()),
-            namespace: r.namespace,
-            image_name: r.image_name,
-            image_version: r.image_version,
-            instance_id: r.instance_id,
-            instance_url: r.instance_url,
-            scan_status: ScanStatus::from(r.scan_status.as_str()),
-            latest_scan_time: r.latest_scan_time,
-            scannable: r.scannable,
-            latest_version: r.latest_version,
-            last_submitted_at: r.last_submitted_at,
-            in_flight: r.in_flight,
-            failed_submissions: u32::try_from(r.failed_submissions).unwrap_or(u32::MAX),
+            id,
+            image_type: ImageType::from(image_type.as_str()),
+            namespace,
+            image_name,
+            image_version,
+            instance_id,
+            instance_url,
+            scan_status: ScanStatus::from(scan_status.as_str()),
+            latest_scan_time,
+            scannable: scannable.map(|v| v != 0),
+            latest_version: latest_version.map(|v| v != 0),
+            last_submitted_at,
+            in_flight: in_flight != 0,
+            failed_submissions: u32::try_from(failed_submissions).unwrap_or(u32::MAX),
         }
     }
 }
