@@ -4,7 +4,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, Subcommand, ValueEnum};
+use clap::{Args, Parser, Subcommand, ValueEnum};
 
 use crate::config::DEFAULT_CONFIG_PATH;
 
@@ -85,6 +85,15 @@ pub enum Command {
     /// Work with the configuration.
     #[command(subcommand)]
     Config(ConfigCommand),
+
+    /// Connect third-party registries (Harbor, JFrog) to HSS.
+    ///
+    /// Add one, get the command that uploads the HSS scanner image to one, or add the
+    /// [[registries]] of the configuration. Registry passwords are read from standard input
+    /// (--password-stdin), the environment or a file, never from a flag, and are never
+    /// printed or logged.
+    #[command(subcommand)]
+    Registry(RegistryCommand),
 }
 
 /// How a report is printed.
@@ -103,6 +112,121 @@ pub enum ConfigCommand {
     /// combined), with secrets redacted and where the credentials come from. Exits 78 with a
     /// one-line message naming the file and key if anything is wrong. Contacts nothing.
     Check,
+}
+
+/// The environment variable `registry add` and `registry upload-command` read the registry
+/// password from when `--password-stdin` is not given.
+pub const REGISTRY_PASSWORD_ENV: &str = "HSS_SCAND_REGISTRY_PASSWORD";
+
+/// `hss-scand registry …`
+#[derive(Debug, Subcommand)]
+pub enum RegistryCommand {
+    /// Connect a Harbor or JFrog registry to a target's HSS project.
+    ///
+    /// HSS reaches the registry through a cluster already connected to HSS
+    /// (POST /image/registries). Every flag is checked before anything is sent; bad ones exit
+    /// 2, all named on one line. The password comes from --password-stdin or
+    /// HSS_SCAND_REGISTRY_PASSWORD.
+    #[command(
+        after_help = "Example:\n  printf '%s\\n' \"$HARBOR_PASSWORD\" | hss-scand registry add --target prod \\\n    --name harbor-prod --type harbor --addr harbor.example.com:8443 --username robot-hss \\\n    --cluster-id 6b1c4a5e-0d2f-11ef-9a4b-0255ac100b07 --channel swr --password-stdin"
+    )]
+    Add(Box<RegistryAddArgs>),
+
+    /// Print the commands that upload the HSS scanner image to a registry.
+    ///
+    /// For a registry whose cluster cannot pull the scanner from SWR (channel "other"): prints
+    /// image_command, images_download_url and swr_image_pull_command
+    /// (GET /image/registries/image-upload-command). The password goes to HSS in the request's
+    /// query, so that request is never logged; the answer is printed to stdout only. The
+    /// password comes from --password-stdin or HSS_SCAND_REGISTRY_PASSWORD.
+    UploadCommand(UploadCommandArgs),
+
+    /// Add the [[registries]] of the configuration that HSS does not have yet.
+    ///
+    /// Lists each target's registries (GET /image/registries) and adds those missing by name;
+    /// changes and removes nothing else, so running it again adds nothing. A password is read
+    /// (password_env or password_file) only when its registry is added. Prints one line per
+    /// registry: exists, added, would add, or FAILED. Exits 1 unless every missing registry
+    /// was added.
+    Apply {
+        /// List what HSS has and print what would be added; add nothing and read no password.
+        #[arg(long)]
+        dry_run: bool,
+    },
+}
+
+/// Where the registry password comes from. There is deliberately no flag that takes the
+/// password itself: process arguments are visible to every user of the machine.
+#[derive(Debug, Clone, Args)]
+pub struct PasswordArgs {
+    /// Read the registry password from the first line of standard input (without its line
+    /// ending). Without this flag, the password is taken from the environment variable
+    /// HSS_SCAND_REGISTRY_PASSWORD.
+    #[arg(long)]
+    pub password_stdin: bool,
+}
+
+/// `hss-scand registry add`. Values are checked by the command (not by the parser) so that
+/// every bad flag is reported at once.
+#[derive(Debug, Clone, Args)]
+pub struct RegistryAddArgs {
+    /// The configured target ([[targets]] name) whose HSS project gets the registry.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// The registry's name in HSS, 1..=128 characters.
+    #[arg(long)]
+    pub name: String,
+    /// The kind of registry: harbor or jfrog.
+    #[arg(long = "type", value_name = "harbor|jfrog")]
+    pub registry_type: String,
+    /// The registry's address, host[:port] without a scheme (e.g. harbor.example.com:8443),
+    /// 1..=256 characters.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub addr: String,
+    /// The account HSS uses to read the registry, 1..=128 characters.
+    #[arg(long)]
+    pub username: String,
+    /// The HSS-connected cluster that runs the registry's sync and scan jobs, 1..=64
+    /// characters.
+    #[arg(long, value_name = "ID")]
+    pub cluster_id: String,
+    /// Where that cluster gets the HSS scanner image: swr (pulled from SWR), or other (you
+    /// upload it to the registry; see `registry upload-command`).
+    #[arg(long, value_name = "swr|other")]
+    pub channel: String,
+    /// The registry project the scanner image is uploaded to, 1..=128 characters; required
+    /// with --channel other.
+    #[arg(long)]
+    pub namespace: Option<String>,
+    /// How HSS reaches the registry: https or http.
+    #[arg(long, value_name = "https|http", default_value = "https")]
+    pub protocol: String,
+    /// The registry's API version: v2 or v1.
+    #[arg(long, value_name = "v2|v1", default_value = "v2")]
+    pub api_version: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+}
+
+/// `hss-scand registry upload-command`.
+#[derive(Debug, Clone, Args)]
+pub struct UploadCommandArgs {
+    /// The configured target ([[targets]] name) whose HSS project is asked.
+    #[arg(long, value_name = "NAME")]
+    pub target: String,
+    /// The registry's address, host[:port], 1..=256 characters.
+    #[arg(long, value_name = "HOST[:PORT]")]
+    pub addr: String,
+    /// The registry project the scanner image is uploaded to, 1..=128 characters.
+    #[arg(long)]
+    pub namespace: String,
+    /// The registry account that uploads it, 1..=128 characters.
+    #[arg(long)]
+    pub username: String,
+    #[command(flatten)]
+    pub password: PasswordArgs,
+    #[arg(long, value_enum, default_value_t = Output::Table)]
+    pub output: Output,
 }
 
 #[cfg(test)]

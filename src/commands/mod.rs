@@ -5,6 +5,7 @@ mod config_check;
 mod once;
 mod output;
 mod plan;
+mod registry;
 mod scan;
 mod status;
 mod sync;
@@ -24,13 +25,23 @@ pub async fn run(command: Command, config_path: &Path, settings: Settings) -> an
         Command::Once => once::run(&settings).await,
         Command::Status { output } => status::run(&settings, output).await,
         Command::Config(ConfigCommand::Check) => config_check::run(config_path, &settings),
+        Command::Registry(command) => registry::run(command, &settings).await,
     }
 }
 
-/// The exit code for a failed command: missing or unreadable credentials are a set-up
-/// problem that no retry fixes (78, so systemd stops restarting); anything else is a
-/// runtime failure (1).
+/// A command line that parsed but cannot be run as given (a flag value out of range): exit
+/// 2, like the usage errors clap finds itself.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid arguments: {0}")]
+pub struct UsageError(pub String);
+
+/// The exit code for a failed command: a usage error is 2; missing or unreadable
+/// credentials are a set-up problem that no retry fixes (78, so systemd stops restarting);
+/// anything else is a runtime failure (1).
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
+    if err.chain().any(|cause| cause.is::<UsageError>()) {
+        return exit_code::USAGE;
+    }
     let credentials_missing = err.chain().any(|cause| {
         matches!(
             cause.downcast_ref::<CredentialError>(),

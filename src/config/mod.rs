@@ -13,6 +13,7 @@
 mod error;
 mod load;
 mod redact;
+mod registries;
 mod validate;
 mod values;
 
@@ -29,6 +30,10 @@ use crate::domain::Target;
 
 pub use error::{ConfigError, Origin};
 pub use load::overriding_env_vars;
+pub use registries::{
+    PasswordSource, RegistryApiVersion, RegistryProtocol, RegistrySettings, RegistrySpec,
+    RegistryType, ScanImageChannel, length as registry_length, limits as registry_limits,
+};
 pub use values::Glob;
 
 /// The documented defaults; they are the only defaults (the structs below have none of their
@@ -54,6 +59,10 @@ pub struct Settings {
     /// At least one; names are unique.
     #[serde(deserialize_with = "values::targets")]
     pub targets: Vec<Target>,
+    /// `[[registries]]`: third-party registries `hss-scand registry apply` connects to HSS.
+    /// None by default (documented as a commented example in `config/default.toml`).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub registries: Vec<RegistrySettings>,
     pub schedule: ScheduleSettings,
     pub policy: PolicySettings,
     pub server: ServerSettings,
@@ -307,13 +316,17 @@ mod tests {
     use super::load::{EnvOverrides, layered};
     use super::*;
 
-    /// The TOML of the commented-out `[[targets]]` / `[[policy.rules]]` examples in `text`.
+    /// The TOML of the commented-out `[[targets]]` / `[[registries]]` / `[[policy.rules]]`
+    /// examples in `text`.
     fn commented_examples(text: &str) -> String {
         let mut examples = String::new();
         let mut in_example = false;
         for line in text.lines() {
             let uncommented = line.strip_prefix("# ").unwrap_or("");
-            let is_header = matches!(uncommented.trim(), "[[targets]]" | "[[policy.rules]]");
+            let is_header = matches!(
+                uncommented.trim(),
+                "[[targets]]" | "[[registries]]" | "[[policy.rules]]"
+            );
             let is_key = uncommented.split_once(" = ").is_some_and(|(key, _)| {
                 !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
             });
@@ -338,7 +351,8 @@ mod tests {
 
     /// default.toml, deserialised on its own (no layering) into structs that have no defaults
     /// and deny unknown keys, proves that it lists every key and no other; its commented
-    /// examples must name every key of a target and of a rule.
+    /// examples must name every key of a target, of a registry (across its two examples, one
+    /// per password source) and of a rule.
     #[test]
     fn default_toml_documents_every_key() {
         let examples = commented_examples(DEFAULTS_TOML);
@@ -361,6 +375,32 @@ mod tests {
             keys(written_rule).len(),
             6,
             "rescan_after must be in the rule example"
+        );
+
+        assert_eq!(settings.registries.len(), 2);
+        let union = |tables: Vec<toml::Table>| -> BTreeSet<String> {
+            tables.iter().flat_map(keys).collect()
+        };
+        let written_registries = union(
+            written["registries"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|r| r.as_table().unwrap().clone())
+                .collect(),
+        );
+        let every_registry_key = union(
+            settings
+                .registries
+                .iter()
+                .map(|r| toml::Table::try_from(r).unwrap())
+                .collect(),
+        );
+        assert_eq!(written_registries, every_registry_key);
+        assert_eq!(
+            every_registry_key.len(),
+            12,
+            "every optional key, and both password sources, must be in the registry examples"
         );
     }
 

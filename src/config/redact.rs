@@ -5,7 +5,7 @@
 
 use std::path::Path;
 
-use super::{CredentialSource, CredentialsSettings, Settings};
+use super::{CredentialSource, CredentialsSettings, PasswordSource, RegistrySettings, Settings};
 
 /// What replaces a secret.
 pub(super) const REDACTED: &str = "[redacted]";
@@ -89,11 +89,35 @@ pub(super) fn effective_toml(settings: &Settings) -> String {
         // printing half a configuration.
         format!("# the effective configuration could not be written as TOML: {err}\n")
     });
+    let registries: String = settings
+        .registries
+        .iter()
+        .map(|registry| format!("# {}\n", registry_password_summary(registry)))
+        .collect();
     format!(
         "# effective configuration: built-in defaults, then the configuration file, then HSS_SCAND__* environment variables\n\
          # secrets are never shown; a secret inside a value appears as \"{REDACTED}\"\n\
-         # credentials: {}\n\n{body}",
+         # credentials: {}\n{registries}\n{body}",
         credentials_summary(&settings.credentials)
+    )
+}
+
+/// Where a registry's password comes from and whether it is there; never its value.
+fn registry_password_summary(registry: &RegistrySettings) -> String {
+    let source = match registry.password_source() {
+        Some(PasswordSource::Env(name)) => {
+            let set = std::env::var_os(name).is_some_and(|value| !value.is_empty());
+            format!(
+                "environment variable {name} ({})",
+                if set { "set" } else { "NOT set" }
+            )
+        }
+        Some(PasswordSource::File(path)) => describe_file("password_file", path),
+        None => "nowhere".to_owned(),
+    };
+    format!(
+        "registry {} of target {}: password from {source}",
+        registry.name, registry.target
     )
 }
 

@@ -36,6 +36,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     hss(&settings.hss)?;
     credentials(&settings.credentials)?;
     targets(&settings.targets)?;
+    super::registries::validate(&settings.registries, &settings.targets)?;
     cron("schedule.sync", &settings.schedule.sync)?;
     cron("schedule.scan", &settings.schedule.scan)?;
     policy(&settings.policy)?;

@@ -23,8 +23,9 @@ use url::Url;
 use super::credentials::{CredentialProvider, Credentials};
 use super::error::{ApiError, HssError};
 use super::model::{
-    AddRegistryRequest, BatchScanRequest, ImagePage, ListSwrImages, ListSwrImagesResponse,
-    SynchronizeRequest, SynchronizeResponse, UploadCommand, UploadCommandRequest,
+    AddRegistryRequest, BatchScanRequest, ImagePage, ListRegistriesResponse, ListSwrImages,
+    ListSwrImagesResponse, RegistryInfo, SynchronizeRequest, SynchronizeResponse, UploadCommand,
+    UploadCommandRequest,
 };
 use super::signer::{self, SignableRequest};
 use super::wire_json;
@@ -361,6 +362,43 @@ impl HssClient {
             secrets: vec![body.registry_password.expose_secret().to_owned()],
         };
         self.call(&req).await.map(drop)
+    }
+
+    /// `GET /image/registries`: every third-party registry of the project, read page by page
+    /// (`limit` 200, the most the call allows; `offset += limit` until `total_num`). HSS
+    /// documents at most 100 registries, so this is one call in practice.
+    pub async fn list_registries(&self) -> Result<Vec<RegistryInfo>, HssError> {
+        const LIMIT: u32 = 200;
+        const MAX_OFFSET: u32 = 2_000_000;
+        let mut registries = Vec::new();
+        let mut offset = 0;
+        loop {
+            let query = vec![
+                ("offset".to_owned(), offset.to_string()),
+                ("limit".to_owned(), LIMIT.to_string()),
+            ];
+            let req = ApiRequest {
+                call: "list_registries",
+                method: Method::GET,
+                path: "image/registries".to_owned(),
+                query: self.with_project_scope(query),
+                body: None,
+                region: None,
+                secrets: Vec::new(),
+            };
+            let page: ListRegistriesResponse = self.call_json(&req).await?;
+            let received = page.data_list.len();
+            registries.extend(page.data_list);
+            offset += LIMIT;
+            let more = match page.total_num.value() {
+                Some(total) => i64::from(offset) < total,
+                // Without a usable total, a full page may have a successor.
+                None => received == LIMIT as usize,
+            };
+            if received == 0 || !more || offset > MAX_OFFSET {
+                return Ok(registries);
+            }
+        }
     }
 
     /// `GET /image/registries/image-upload-command`. The password is in the query.

@@ -415,6 +415,64 @@ pub struct UploadCommand {
     pub swr_image_pull_command: String,
 }
 
+/// `GET /image/registries` answer: one page of the third-party registries.
+#[derive(Debug, Clone, Default, Deserialize)]
+pub struct ListRegistriesResponse {
+    #[serde(default)]
+    pub total_num: Lenient<i64>,
+    #[serde(default, deserialize_with = "null_as_empty")]
+    pub data_list: Vec<RegistryInfo>,
+}
+
+/// `RegistryInfo`: one registry connected to HSS, read leniently (a field that is absent,
+/// `null` or of another type is empty). The id is a string here, unlike image ids.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(default)]
+pub struct RegistryInfo {
+    #[serde(deserialize_with = "text")]
+    pub id: String,
+    #[serde(deserialize_with = "text")]
+    pub registry_name: String,
+    /// `Harbor`, `Jfrog`, `SwrPrivate`, `SwrShared`, `SwrEnterprise` or `Other`.
+    #[serde(deserialize_with = "text")]
+    pub registry_type: String,
+    /// `V1` or `V2`.
+    #[serde(deserialize_with = "text")]
+    pub api_version: String,
+    #[serde(deserialize_with = "text")]
+    pub protocol: String,
+    #[serde(deserialize_with = "text")]
+    pub registry_addr: String,
+    #[serde(deserialize_with = "text")]
+    pub registry_username: String,
+    #[serde(deserialize_with = "text")]
+    pub namespace: String,
+    #[serde(deserialize_with = "text")]
+    pub connect_cluster_id: String,
+    /// `Swr` or `Other`.
+    #[serde(deserialize_with = "text")]
+    pub get_scan_image_channel: String,
+    /// `success`, `fail` or `accessing`.
+    #[serde(deserialize_with = "text")]
+    pub status: String,
+    /// `CREATE_JOB_FAILED`, `REQUEST_API_ERROR` or `SERVER_ERROR`.
+    #[serde(deserialize_with = "text")]
+    pub fail_reason: String,
+    #[serde(deserialize_with = "number")]
+    pub images_num: Option<i64>,
+    /// Epoch milliseconds.
+    #[serde(deserialize_with = "number")]
+    pub latest_sync_time: Option<i64>,
+}
+
+fn text<'de, D: Deserializer<'de>>(d: D) -> Result<String, D::Error> {
+    Text::deserialize(d).map(|text| text.value)
+}
+
+fn number<'de, D: Deserializer<'de>>(d: D) -> Result<Option<i64>, D::Error> {
+    Lenient::<i64>::deserialize(d).map(Lenient::value)
+}
+
 /// The error bodies the SDK's `DefaultExceptionHandler` recognises, tried in its order:
 /// `error_code/error_msg`, `errorCode/errorMsg`, `code/message`, then one level down.
 pub fn parse_error_body(body: &[u8]) -> Option<(String, String)> {
@@ -479,6 +537,37 @@ mod tests {
         let image = wire.into_image(&ImageType::Shared);
         assert_eq!(image.image_type, ImageType::Shared);
         assert_eq!(image.id, None);
+    }
+
+    #[test]
+    fn registries_are_read_leniently_with_string_ids() {
+        let page: ListRegistriesResponse = serde_json::from_str(
+            r#"{"total_num": "2", "data_list": [
+                {"id": "4f0c-1", "registry_name": "harbor-1", "registry_type": "Harbor",
+                 "images_num": "12", "latest_sync_time": 1700000000000, "namespace": null,
+                 "status": ["?"], "unknown": {"x": 1}},
+                {"id": 7, "registry_name": "jfrog-1", "images_num": "many"}
+            ]}"#,
+        )
+        .unwrap();
+        assert_eq!(page.total_num, Lenient::Value(2));
+        let [harbor, jfrog] = &page.data_list[..] else {
+            panic!("two registries")
+        };
+        assert_eq!(
+            (harbor.id.as_str(), harbor.registry_name.as_str()),
+            ("4f0c-1", "harbor-1")
+        );
+        assert_eq!(harbor.images_num, Some(12));
+        assert_eq!(harbor.latest_sync_time, Some(1_700_000_000_000));
+        assert_eq!(
+            (harbor.namespace.as_str(), harbor.status.as_str()),
+            ("", "")
+        );
+        assert_eq!(jfrog.id, "7", "a numeric id is kept as text");
+        assert_eq!(jfrog.images_num, None);
+        let empty: ListRegistriesResponse = serde_json::from_str(r#"{"data_list": null}"#).unwrap();
+        assert!(empty.data_list.is_empty() && empty.total_num == Lenient::Missing);
     }
 
     #[test]

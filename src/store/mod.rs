@@ -27,8 +27,8 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 /// Page cache of the writer, in KiB (SQLite's negative `cache_size`): the default 2 MiB
 /// makes inserts into a large inventory's indexes miss the cache. Readers stream and need
 /// less.
-const WRITER_CACHE_KIB: i64 = 32 * 1024;
-const READER_CACHE_KIB: i64 = 8 * 1024;
+const WRITER_CACHE_KIB: i64 = 16 * 1024;
+const READER_CACHE_KIB: i64 = 2 * 1024;
 const READERS: u32 = 4;
 
 #[derive(Debug, thiserror::Error)]

@@ -11,4 +11,5 @@ pub fn fixture(name: &str) -> PathBuf {
 }
 pub mod app;
 pub mod client;
+pub mod process;
 pub mod sim;
