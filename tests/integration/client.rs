@@ -422,3 +422,27 @@ async fn the_client_shares_one_rate_limit() {
         started.elapsed()
     );
 }
+
+/// The example answer printed on the seed page of the list call, verbatim: its `id` and
+/// `image_size` are strings such as `"111 (example for private images)"`.
+#[test]
+fn the_seed_pages_example_answer_parses() {
+    let text =
+        std::fs::read_to_string(crate::support::fixture("seed-list-swr-images-example.json"))
+            .expect("fixture");
+    let wire: hss_scand::hss::model::ListSwrImagesResponse =
+        serde_json::from_str(&text).expect("parses");
+    let page = hss_scand::hss::model::ImagePage::from_wire(wire, &ImageType::Private);
+    assert_eq!(page.total_num, Some(3));
+    assert_eq!(page.images.len(), 3);
+    assert_eq!(
+        page.unreadable_fields, 6,
+        "id and image_size of each of the three images"
+    );
+    let first = &page.images[0];
+    assert_eq!((first.id, first.image_size), (None, None));
+    assert_eq!(first.latest_scan_time, Some(1_691_748_641_788));
+    assert_eq!(first.scan_status, ScanStatus::Success);
+    assert_eq!(page.images[1].image_type, ImageType::Shared);
+    assert_eq!(page.images[1].domain_name, "scc_cgs_XXX");
+}
