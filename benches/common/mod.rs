@@ -1,0 +1,88 @@
+//! What both benchmarks need: a release `hss-sim` on loopback, and `hss-scand` runs measured
+//! alone (wall time and the peak RSS of that process, from `wait4`).
+
+use std::io::{BufRead, BufReader, Read};
+use std::path::Path;
+use std::process::{Child, Command, Stdio};
+use std::time::{Duration, Instant};
+
+pub const AK: &str = "bench-ak";
+pub const SK: &str = "bench-sk";
+pub const PROJECT: &str = "bench-project";
+
+/// Starts `hss-sim` with `images` images (and `extra` flags); returns it and its URL.
+pub fn start_sim(images: usize, extra: &[&str]) -> (Child, String) {
+    let mut sim = Command::new(env!("CARGO_BIN_EXE_hss-sim"))
+        .args(["--listen", "127.0.0.1:0", "--images", &images.to_string()])
+        .args(["--ak", AK, "--sk", SK, "--project-id", PROJECT])
+        .args(extra)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::null())
+        .spawn()
+        .expect("hss-sim starts");
+    let mut first = String::new();
+    BufReader::new(sim.stdout.take().expect("stdout"))
+        .read_line(&mut first)
+        .expect("hss-sim prints its address");
+    (sim, first.trim().to_owned())
+}
+
+pub struct Measured {
+    pub wall: Duration,
+    pub peak_rss_kib: i64,
+    /// The first 64 KiB of what it printed.
+    pub stdout: String,
+}
+
+impl Measured {
+    pub fn peak_rss_mib(&self) -> f64 {
+        self.peak_rss_kib as f64 / 1024.0
+    }
+}
+
+/// Runs `hss-scand --config CONFIG ARGS…` and measures that process alone. Panics unless it
+/// exits 0.
+// The child is reaped by `libc::wait4` (for its rusage), which clippy cannot see.
+#[allow(clippy::zombie_processes)]
+pub fn run(config: &Path, args: &[&str]) -> Measured {
+    let started = Instant::now();
+    let child = Command::new(env!("CARGO_BIN_EXE_hss-scand"))
+        .arg("--config")
+        .arg(config)
+        .args(args)
+        .env("HUAWEICLOUD_SDK_AK", AK)
+        .env("HUAWEICLOUD_SDK_SK", SK)
+        .stdout(Stdio::piped())
+        .spawn()
+        .expect("hss-scand starts");
+    let pid = child.id() as libc::pid_t;
+    let mut stdout = child.stdout.expect("stdout");
+    // Read everything (a plan can be large) but keep only what a report needs.
+    let mut kept = String::new();
+    let mut buffer = vec![0u8; 1 << 20];
+    loop {
+        let n = stdout.read(&mut buffer).expect("read stdout");
+        if n == 0 {
+            break;
+        }
+        if kept.len() < 64 * 1024 {
+            kept.push_str(&String::from_utf8_lossy(&buffer[..n]));
+        }
+    }
+    let mut status = 0;
+    // SAFETY: an all-zero rusage is a valid value for wait4 to fill in.
+    let mut usage: libc::rusage = unsafe { std::mem::zeroed() };
+    // SAFETY: pid is our own child, not yet waited for; both pointers are valid.
+    let waited = unsafe { libc::wait4(pid, &mut status, 0, &mut usage) };
+    let wall = started.elapsed();
+    assert_eq!(waited, pid, "wait4 failed");
+    assert!(
+        libc::WIFEXITED(status) && libc::WEXITSTATUS(status) == 0,
+        "hss-scand {args:?} failed:\n{kept}"
+    );
+    Measured {
+        wall,
+        peak_rss_kib: usage.ru_maxrss,
+        stdout: kept,
+    }
+}
