@@ -8,8 +8,19 @@ use hss_scand::cli::{Cli, exit_code};
 use hss_scand::config::Settings;
 use hss_scand::{commands, telemetry};
 
-#[tokio::main]
-async fn main() -> ExitCode {
+fn main() -> ExitCode {
+    // Before the runtime starts its threads.
+    hss_scand::app::limit_malloc_arenas();
+    tokio::runtime::Runtime::new().map_or_else(
+        |err| {
+            eprintln!("error: cannot start the async runtime: {err}");
+            ExitCode::from(exit_code::RUNTIME_FAILURE)
+        },
+        |runtime| runtime.block_on(run()),
+    )
+}
+
+async fn run() -> ExitCode {
     // Usage errors, --help and --version are handled (and exit) inside clap.
     let cli = Cli::parse();
 
