@@ -317,9 +317,7 @@ pub fn decide(
     }
     match ScanStatus::from(item.scan_status.as_str()) {
         ScanStatus::Success => Some(ItemOutcome::Success),
-        ScanStatus::Failed | ScanStatus::DownloadFailed | ScanStatus::ImageOversized => {
-            Some(ItemOutcome::Failed)
-        }
+        status if status.is_finished() => Some(ItemOutcome::Failed),
         _ => None,
     }
 }

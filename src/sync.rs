@@ -5,7 +5,8 @@
 //! sync that listed every page without error and saw the same `total_num` on every page, with
 //! as many images as it announced; anything less is a `partial` sync that deletes nothing.
 //! And the list is never held in memory: pages stream from a bounded number of concurrent
-//! requests into one transaction each, and only two hashes per known image are kept.
+//! requests into transactions of a few thousand images, and only two hashes and a row id per
+//! known image are kept.
 
 use std::collections::HashMap;
 use std::time::Duration;

@@ -3,7 +3,7 @@
 //! A sync never holds the image list in memory. It holds, per image of one target and type,
 //! two 64-bit hashes ([`KnownImage`]): enough to tell new, changed, unchanged and vanished
 //! images apart, at about 30 MB per million images. Unchanged images are not written at all;
-//! the rest go in multi-row upserts, one transaction per page.
+//! the rest go in multi-row upserts, in transactions of a few thousand images.
 
 use std::collections::HashMap;
 
@@ -11,7 +11,7 @@ use serde::Serialize;
 use sqlx::{QueryBuilder, Sqlite};
 use xxhash_rust::xxh3::Xxh3;
 
-use super::{Context, Store, StoreError};
+use super::{Context, Store, StoreError, push_in_list};
 use crate::domain::{Image, ImageType};
 
 /// What the store knows of an image, keyed by [`PreparedImage::key_hash`].
@@ -271,13 +271,8 @@ impl Store {
         let mut tx = self.write().await?;
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new("UPDATE images SET deleted_at = ");
-            q.push_bind(now)
-                .push(" WHERE deleted_at IS NULL AND id IN (");
-            let mut list = q.separated(", ");
-            for id in chunk {
-                list.push_bind(*id);
-            }
-            q.push(")");
+            q.push_bind(now).push(" WHERE deleted_at IS NULL AND id");
+            push_in_list(&mut q, chunk.iter().copied());
             deleted += q
                 .build()
                 .execute(&mut *tx)

@@ -141,6 +141,17 @@ impl Store {
     }
 }
 
+/// Appends ` IN (?, ?, …)` with one bound id each; the caller keeps chunks small enough for
+/// SQLite's variable limit.
+fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: impl IntoIterator<Item = i64>) {
+    q.push(" IN (");
+    let mut list = q.separated(", ");
+    for id in ids {
+        list.push_bind(id);
+    }
+    q.push(")");
+}
+
 /// Milliseconds since the Unix epoch: the unit of every time in the database.
 pub fn now_ms() -> i64 {
     chrono::Utc::now().timestamp_millis()

@@ -10,7 +10,7 @@
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
-use super::{Context, Store, StoreError};
+use super::{Context, Store, StoreError, push_in_list};
 use crate::domain::{ImageType, ScanStatus};
 use crate::policy::{Candidate, DueImage};
 
@@ -180,13 +180,8 @@ impl Store {
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("UPDATE scan_items SET outcome = 'superseded', finished_at = ");
-            q.push_bind(now)
-                .push(" WHERE outcome IS NULL AND image_id IN (");
-            let mut ids = q.separated(", ");
-            for item in chunk {
-                ids.push_bind(item.candidate.id);
-            }
-            q.push(")");
+            q.push_bind(now).push(" WHERE outcome IS NULL AND image_id");
+            push_in_list(&mut q, chunk.iter().map(|item| item.candidate.id));
             q.build()
                 .execute(&mut *tx)
                 .await
@@ -222,12 +217,8 @@ impl Store {
                      WHERE s.image_id = images.id AND s.outcome IS NULL AND s.batch_id = ",
                 )
                 .push_bind(batch_id)
-                .push(") WHERE id IN (");
-            let mut ids = q.separated(", ");
-            for item in chunk {
-                ids.push_bind(item.candidate.id);
-            }
-            q.push(")");
+                .push(") WHERE id");
+            push_in_list(&mut q, chunk.iter().map(|item| item.candidate.id));
             q.build()
                 .execute(&mut *tx)
                 .await
