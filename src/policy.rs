@@ -9,12 +9,13 @@
 //! applies. The due list is then ordered and cut by `max_images_per_run` and the daily budget.
 
 use std::collections::{BTreeMap, BinaryHeap};
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
 
 use crate::config::PolicySettings;
-use crate::domain::{DueReason, ImageType, ScanStatus, Target, limits};
+use crate::domain::{DueReason, ImageType, ScanStatus, Target};
 
 /// What the policy needs to know of one present image.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -22,11 +23,14 @@ pub struct Candidate {
     /// The store's row id: the tie-breaker of the order, and how a submission names it.
     pub id: i64,
     pub image_type: ImageType,
+    /// Namespace, name and tag are read only by `[[policy.rules]]` globs; without rules the
+    /// store leaves them empty rather than copy a million names for nothing.
     pub namespace: String,
     pub image_name: String,
     pub image_version: String,
-    pub instance_id: String,
-    pub instance_url: String,
+    /// Every field the batch-scan call takes is within its length limits and not empty
+    /// (computed by the database: `images.fits_batch_scan`).
+    pub fits_batch_scan: bool,
     pub scan_status: ScanStatus,
     /// Milliseconds since the epoch.
     pub latest_scan_time: Option<i64>,
@@ -93,12 +97,18 @@ pub struct Due {
     pub priority: i64,
 }
 
-/// A due image, with the target it belongs to.
+/// A due image as the plan holds it: what orders and groups it, not its names. The store
+/// fills in the rest ([`crate::store::DueImage`]) a batch at a time, so that a plan of a
+/// million images costs tens of megabytes, not hundreds.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct DueImage {
-    pub target: String,
-    pub candidate: Candidate,
+pub struct Planned {
+    /// The store's row id.
+    pub id: i64,
+    pub target: Arc<str>,
+    pub image_type: ImageType,
     pub due: Due,
+    /// Milliseconds since the epoch; `None`: never scanned.
+    pub latest_scan_time: Option<i64>,
 }
 
 fn ms(duration: Duration) -> i64 {
@@ -121,7 +131,7 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
     if policy.latest_only && c.latest_version != Some(true) {
         return Verdict::Excluded(Excluded::NotLatest);
     }
-    if too_long(c) {
+    if !c.fits_batch_scan {
         return Verdict::Excluded(Excluded::FieldTooLong);
     }
     let (rule_index, rule) = match policy
@@ -184,19 +194,6 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
     }
 }
 
-fn too_long(c: &Candidate) -> bool {
-    let over = |text: &str, max: usize| text.chars().count() > max;
-    // The call requires namespace, name and version of at least one character as well.
-    c.namespace.is_empty()
-        || c.image_name.is_empty()
-        || c.image_version.is_empty()
-        || over(&c.namespace, limits::NAMESPACE)
-        || over(&c.image_name, limits::IMAGE_NAME)
-        || over(&c.image_version, limits::IMAGE_VERSION)
-        || over(&c.instance_id, limits::INSTANCE_ID)
-        || over(&c.instance_url, limits::INSTANCE_URL)
-}
-
 /// Which cap ended the list.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -230,7 +227,7 @@ impl Tally {
 /// The due images in submission order, after the caps.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Plan {
-    pub due: Vec<DueImage>,
+    pub due: Vec<Planned>,
     /// How many were due before the caps.
     pub due_before_caps: usize,
     pub cut_by: Option<Cap>,
@@ -251,7 +248,7 @@ pub struct Planner {
 
 /// A due image ordered by [`order_key`], so that the heap's top is the one to drop first.
 #[derive(Debug)]
-struct Ranked(DueImage);
+struct Ranked(Planned);
 
 impl PartialEq for Ranked {
     fn eq(&self, other: &Self) -> bool {
@@ -291,28 +288,46 @@ impl Planner {
         }
     }
 
-    pub fn add(&mut self, target: &Target, c: Candidate, policy: &PolicySettings, now: i64) {
-        let verdict = assess(target, &c, policy, now);
+    /// Judges `c`, an image of `target` (whose name the caller shares as `target_name`).
+    pub fn add(
+        &mut self,
+        target: &Target,
+        target_name: &Arc<str>,
+        c: &Candidate,
+        policy: &PolicySettings,
+        now: i64,
+    ) {
+        let verdict = assess(target, c, policy, now);
         self.tally.count(&verdict);
         if let Verdict::Due(due) = verdict {
-            self.kept.push(Ranked(DueImage {
-                target: target.name.clone(),
-                candidate: c,
+            let planned = Planned {
+                id: c.id,
+                target: Arc::clone(target_name),
+                image_type: c.image_type.clone(),
                 due,
-            }));
+                latest_scan_time: c.latest_scan_time,
+            };
             if let Some((limit, _)) = self.limit
-                && self.kept.len() > limit
+                && self.kept.len() >= limit
             {
-                self.kept.pop();
+                // Full: the newcomer replaces the worst kept one only if it ranks before it.
+                match self.kept.peek() {
+                    Some(worst) if order_key(&planned) < order_key(&worst.0) => {
+                        self.kept.pop();
+                    }
+                    _ => return,
+                }
             }
+            self.kept.push(Ranked(planned));
         }
     }
 
     /// The due list in submission order — priority (high first), reason, oldest scan (never
     /// scanned first), id — cut to the caps.
     pub fn finish(self) -> Plan {
-        let mut due: Vec<DueImage> = self.kept.into_vec().into_iter().map(|r| r.0).collect();
-        due.sort_by_key(order_key);
+        let mut due: Vec<Planned> = self.kept.into_vec().into_iter().map(|r| r.0).collect();
+        // Ids are unique, so no two keys are equal and the unstable sort is deterministic.
+        due.sort_unstable_by_key(order_key);
         let due_before_caps = usize::try_from(self.tally.due_total()).unwrap_or(usize::MAX);
         let cut_by = self
             .limit
@@ -328,12 +343,12 @@ impl Planner {
 }
 
 /// Ascending order = submission order. `None` scan times (never scanned) sort first.
-fn order_key(d: &DueImage) -> (std::cmp::Reverse<i64>, DueReason, Option<i64>, i64) {
+fn order_key(d: &Planned) -> (std::cmp::Reverse<i64>, DueReason, Option<i64>, i64) {
     (
         std::cmp::Reverse(d.due.priority),
         d.due.reason,
-        d.candidate.latest_scan_time,
-        d.candidate.id,
+        d.latest_scan_time,
+        d.id,
     )
 }
 

@@ -9,6 +9,7 @@
 //! (received) or, `submit_grace` after the submission, that nothing moved (never received,
 //! due again).
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use serde::Serialize;
@@ -18,8 +19,8 @@ use crate::config::PolicySettings;
 use crate::domain::{ImageType, ScanStatus, Target};
 use crate::hss::error::HssError;
 use crate::hss::model::{BatchScanItem, BatchScanRequest};
-use crate::policy::{DueImage, Plan, Planner};
-use crate::store::{BatchError, ItemOutcome, OpenItem, Store, StoreError, now_ms};
+use crate::policy::{Plan, Planned, Planner};
+use crate::store::{BatchError, DueImage, ItemOutcome, OpenItem, Store, StoreError, now_ms};
 
 const DAY_MS: i64 = 86_400_000;
 
@@ -53,9 +54,13 @@ pub async fn plan(
 ) -> Result<Plan, StoreError> {
     let left = budget_left(store, policy, now).await?;
     let mut planner = Planner::new(policy, left);
+    let with_names = !policy.rules.is_empty();
     for target in targets {
+        let name: Arc<str> = Arc::from(target.name.as_str());
         store
-            .visit_candidates(&target.name, |c| planner.add(target, c, policy, now))
+            .visit_candidates(&target.name, with_names, |c| {
+                planner.add(target, &name, c, policy, now)
+            })
             .await?;
     }
     Ok(planner.finish())
@@ -133,12 +138,17 @@ pub async fn submit(
         ..ScanReport::default()
     };
     for ((target, image_type), images) in group(plan.due) {
-        let Some(tc) = clients.iter().find(|tc| tc.target.name == target) else {
+        let Some(tc) = clients.iter().find(|tc| *tc.target.name == *target) else {
             report.stopped = Some(format!("target {target} is no longer configured"));
             break;
         };
         for chunk in images.chunks(batch_size.max(1)) {
-            let flow = send_batch(store, tc, &image_type, chunk, None, &mut report).await?;
+            // Names are read a batch at a time; images deleted since planning drop out.
+            let items = store.due_images(chunk).await?;
+            if items.is_empty() {
+                continue;
+            }
+            let flow = send_batch(store, tc, &image_type, &items, None, &mut report).await?;
             if let Flow::Stop(why) = flow {
                 report.stopped = Some(why);
                 return Ok(report);
@@ -150,10 +160,10 @@ pub async fn submit(
 
 /// Groups the ordered due list by target and image type, keeping the plan's order within and
 /// between groups.
-fn group(due: Vec<DueImage>) -> Vec<((String, ImageType), Vec<DueImage>)> {
-    let mut groups: Vec<((String, ImageType), Vec<DueImage>)> = Vec::new();
+fn group(due: Vec<Planned>) -> Vec<((Arc<str>, ImageType), Vec<Planned>)> {
+    let mut groups: Vec<((Arc<str>, ImageType), Vec<Planned>)> = Vec::new();
     for d in due {
-        let key = (d.target.clone(), d.candidate.image_type.clone());
+        let key = (Arc::clone(&d.target), d.image_type.clone());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, list)) => list.push(d),
             None => groups.push((key, vec![d])),
@@ -214,11 +224,11 @@ fn send_batch<'a>(
             image_info_list: items
                 .iter()
                 .map(|d| BatchScanItem {
-                    namespace: d.candidate.namespace.clone(),
-                    image_name: d.candidate.image_name.clone(),
-                    image_version: d.candidate.image_version.clone(),
-                    instance_id: non_empty(&d.candidate.instance_id),
-                    instance_url: non_empty(&d.candidate.instance_url),
+                    namespace: d.namespace.clone(),
+                    image_name: d.image_name.clone(),
+                    image_version: d.image_version.clone(),
+                    instance_id: non_empty(&d.instance_id),
+                    instance_url: non_empty(&d.instance_url),
                 })
                 .collect(),
             operate_all: false,

@@ -4,25 +4,52 @@ use anyhow::Context as _;
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::output::print;
+use super::output::{JsonArrayWriter, print};
 use crate::cli::Output;
 use crate::config::Settings;
-use crate::policy::{DueImage, Plan};
-use crate::store::now_ms;
+use crate::policy::Plan;
+use crate::store::{DueImage, Store, now_ms};
 use crate::submit;
+
+/// Due images whose names are read from the database at a time while printing.
+const PAGE: usize = 10_000;
 
 pub(super) async fn run(settings: &Settings, output: Output) -> anyhow::Result<()> {
     let store = crate::app::open_store(settings).await?;
     let plan = submit::plan(&store, &settings.targets, &settings.policy, now_ms()).await?;
-    store.close().await;
-    let text = match output {
-        Output::Table => plan_table(&plan, settings.policy.batch_size),
-        Output::Json => {
-            let rows: Vec<PlanRow<'_>> = plan.due.iter().map(PlanRow::from).collect();
-            serde_json::to_string_pretty(&rows)? + "\n"
-        }
+    let printed = match output {
+        Output::Table => print_table(&store, &plan, settings.policy.batch_size).await,
+        Output::Json => print_json(&store, &plan).await,
     };
-    print(&text).context("could not print the plan")
+    store.close().await;
+    printed
+}
+
+/// The plan as a table, followed by how it would be batched.
+pub(super) async fn print_table(
+    store: &Store,
+    plan: &Plan,
+    batch_size: usize,
+) -> anyhow::Result<()> {
+    let due = store.due_images(&plan.due).await?;
+    print(&plan_table(plan, &due, batch_size)).context("could not print the plan")
+}
+
+/// One object per line in a JSON array, a page at a time: a million-image plan is printed
+/// without holding a million names.
+async fn print_json(store: &Store, plan: &Plan) -> anyhow::Result<()> {
+    let mut out = JsonArrayWriter::stdout();
+    for page in plan.due.chunks(PAGE) {
+        for d in store.due_images(page).await? {
+            if !out
+                .element(&PlanRow::from(&d))
+                .context("could not print the plan")?
+            {
+                return Ok(());
+            }
+        }
+    }
+    out.finish().context("could not print the plan")
 }
 
 /// One due image as `plan --output json` prints it.
@@ -53,27 +80,26 @@ fn time(ms: Option<i64>) -> Option<String> {
 
 impl<'a> From<&'a DueImage> for PlanRow<'a> {
     fn from(d: &'a DueImage) -> Self {
-        let c = &d.candidate;
+        let p = &d.planned;
         PlanRow {
-            target: &d.target,
-            image_type: c.image_type.as_str(),
-            namespace: &c.namespace,
-            image_name: &c.image_name,
-            image_version: &c.image_version,
-            instance_id: &c.instance_id,
-            reason: d.due.reason.as_str(),
-            rule: rule_name(d.due.rule),
-            priority: d.due.priority,
-            scan_status: c.scan_status.as_str(),
-            latest_scan_time: time(c.latest_scan_time),
+            target: &p.target,
+            image_type: p.image_type.as_str(),
+            namespace: &d.namespace,
+            image_name: &d.image_name,
+            image_version: &d.image_version,
+            instance_id: &d.instance_id,
+            reason: p.due.reason.as_str(),
+            rule: rule_name(p.due.rule),
+            priority: p.due.priority,
+            scan_status: d.scan_status.as_str(),
+            latest_scan_time: time(d.latest_scan_time),
         }
     }
 }
 
-/// The plan as a table, followed by how it would be batched.
-pub(super) fn plan_table(plan: &Plan, batch_size: usize) -> String {
-    let rows: Vec<Vec<String>> = plan
-        .due
+/// `plan` as a table (`due`: its images with their names) and a line on its batches.
+fn plan_table(plan: &Plan, due: &[DueImage], batch_size: usize) -> String {
+    let rows: Vec<Vec<String>> = due
         .iter()
         .map(|d| {
             let r = PlanRow::from(d);
@@ -121,7 +147,7 @@ pub(super) fn plan_table(plan: &Plan, batch_size: usize) -> String {
 fn batches_needed(plan: &Plan, batch_size: usize) -> usize {
     let mut groups: Vec<((&str, &str), usize)> = Vec::new();
     for d in &plan.due {
-        let key = (d.target.as_str(), d.candidate.image_type.as_str());
+        let key = (&*d.target, d.image_type.as_str());
         match groups.iter_mut().find(|(k, _)| *k == key) {
             Some((_, n)) => *n += 1,
             None => groups.push((key, 1)),

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 
 use super::output::print;
-use super::plan::plan_table;
+use super::plan::print_table;
 use crate::app::App;
 use crate::config::Settings;
 use crate::jobs;
@@ -15,9 +15,9 @@ pub(super) async fn run(settings: &Settings, dry_run: bool) -> anyhow::Result<()
         // A dry run needs no credentials: it reads the database only.
         let store = crate::app::open_store(settings).await?;
         let plan = submit::plan(&store, &settings.targets, &settings.policy, now_ms()).await?;
+        let printed = print_table(&store, &plan, settings.policy.batch_size).await;
         store.close().await;
-        return print(&plan_table(&plan, settings.policy.batch_size))
-            .context("could not print the plan");
+        return printed;
     }
     let app = App::start(settings.clone(), None).await?;
     let result = scan_and_report(&app).await;

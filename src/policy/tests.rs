@@ -38,8 +38,7 @@ fn image(id: i64, status: ScanStatus) -> Candidate {
         namespace: "prod-web".into(),
         image_name: "api".into(),
         image_version: "v1".into(),
-        instance_id: String::new(),
-        instance_url: String::new(),
+        fits_batch_scan: true,
         scan_status: status,
         latest_scan_time: None,
         scannable: Some(true),
@@ -189,18 +188,8 @@ fn the_due_rules_table() {
             Verdict::Excluded(Excluded::TypeNotConfigured),
         ),
         (
-            "namespace over 64 characters",
-            with(Unscan, &|c| c.namespace = "n".repeat(65)),
-            Verdict::Excluded(Excluded::FieldTooLong),
-        ),
-        (
-            "namespace of exactly 64 characters is fine",
-            with(Unscan, &|c| c.namespace = "é".repeat(64)),
-            due(DueReason::NeverScanned),
-        ),
-        (
-            "tag over 128 characters",
-            with(Unscan, &|c| c.image_version = "v".repeat(129)),
+            "a field the batch-scan call would refuse",
+            with(Unscan, &|c| c.fits_batch_scan = false),
             Verdict::Excluded(Excluded::FieldTooLong),
         ),
     ];
@@ -288,7 +277,7 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
         let mut c = image(id, status);
         c.namespace = ns.into();
         c.latest_scan_time = scan;
-        planner.add(&target(), c, &p, NOW);
+        planner.add(&target(), &Arc::from("t"), &c, &p, NOW);
     };
     add(1, ScanStatus::Success, "cold", Some(NOW - 20 * DAY));
     add(2, ScanStatus::Success, "cold", Some(NOW - 30 * DAY));
@@ -297,7 +286,7 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
     add(5, ScanStatus::Success, "hot", Some(NOW - 8 * DAY));
     add(6, ScanStatus::Unscan, "cold", None);
     let plan = planner.finish();
-    let ids: Vec<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
+    let ids: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
     assert_eq!(ids, [5, 3, 6, 4, 2, 1]);
 }
 
@@ -306,7 +295,13 @@ fn caps_cut_the_ordered_list_and_say_which() {
     let p = policy("[policy]\nmax_images_per_run = 3\n");
     let mut planner = Planner::new(&p, Some(2));
     for id in (0..10).rev() {
-        planner.add(&target(), image(id, ScanStatus::Unscan), &p, NOW);
+        planner.add(
+            &target(),
+            &Arc::from("t"),
+            &image(id, ScanStatus::Unscan),
+            &p,
+            NOW,
+        );
     }
     let plan = planner.finish();
     assert_eq!(plan.due.len(), 2);
@@ -316,14 +311,20 @@ fn caps_cut_the_ordered_list_and_say_which() {
 
     let mut planner = Planner::new(&p, Some(100));
     for id in [7, 2, 9, 0, 5, 1, 3, 8, 6, 4] {
-        planner.add(&target(), image(id, ScanStatus::Unscan), &p, NOW);
+        planner.add(
+            &target(),
+            &Arc::from("t"),
+            &image(id, ScanStatus::Unscan),
+            &p,
+            NOW,
+        );
     }
     let plan = planner.finish();
     assert_eq!(
         (plan.due.len(), plan.cut_by),
         (3, Some(Cap::MaxImagesPerRun))
     );
-    let ids: Vec<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
+    let ids: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
     assert_eq!(ids, [0, 1, 2], "the first in order are kept");
 }
 
@@ -378,22 +379,23 @@ proptest! {
         let mut seen = HashSet::new();
         let candidates: Vec<Candidate> =
             candidates.into_iter().filter(|c| seen.insert(c.id)).collect();
+        let name: Arc<str> = Arc::from("t");
         let mut planner = Planner::new(&p, budget_left);
         for c in &candidates {
-            planner.add(&target(), c.clone(), &p, NOW);
+            planner.add(&target(), &name, c, &p, NOW);
         }
         let plan = planner.finish();
 
         // The bounded planner keeps exactly the head of the full, uncapped order.
         let mut everything = Planner::new(&policy(""), None);
         for c in &candidates {
-            everything.add(&target(), c.clone(), &p, NOW);
+            everything.add(&target(), &name, c, &p, NOW);
         }
-        let full: Vec<i64> = everything.finish().due.iter().map(|d| d.candidate.id).collect();
-        let kept: Vec<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
+        let full: Vec<i64> = everything.finish().due.iter().map(|d| d.id).collect();
+        let kept: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
         prop_assert_eq!(&full[..kept.len()], &kept[..]);
 
-        let ids: HashSet<i64> = plan.due.iter().map(|d| d.candidate.id).collect();
+        let ids: HashSet<i64> = plan.due.iter().map(|d| d.id).collect();
         prop_assert_eq!(ids.len(), plan.due.len(), "an image twice");
         if max_per_run > 0 {
             prop_assert!(plan.due.len() as u64 <= max_per_run);
@@ -406,11 +408,13 @@ proptest! {
             prop_assert!(order_key(&pair[0]) <= order_key(&pair[1]), "out of order");
         }
         for d in &plan.due {
-            prop_assert!(!d.candidate.namespace.starts_with("sandbox-"), "a skipped image");
-            prop_assert!(d.candidate.scannable != Some(false));
-            prop_assert!(d.candidate.scan_status != ScanStatus::ImageOversized);
-            let recent = d.candidate.last_submitted_at.is_some_and(|at| NOW - at <= 6 * HOUR);
-            prop_assert!(!(d.candidate.in_flight && recent), "an image in flight");
+            let c = candidates.iter().find(|c| c.id == d.id).expect("a planned image is a candidate");
+            prop_assert!(!c.namespace.starts_with("sandbox-"), "a skipped image");
+            prop_assert!(c.scannable != Some(false));
+            prop_assert!(c.scan_status != ScanStatus::ImageOversized);
+            let recent = c.last_submitted_at.is_some_and(|at| NOW - at <= 6 * HOUR);
+            prop_assert!(!(c.in_flight && recent), "an image in flight");
+            prop_assert_eq!(d.latest_scan_time, c.latest_scan_time);
         }
         // Everything due before the caps that was cut ranks after everything kept.
         let kept = plan.due.len();

@@ -459,4 +459,99 @@ mod tests {
             "field boundaries count"
         );
     }
+
+    /// `images.fits_batch_scan` (the migration's generated column) is the only check of the
+    /// API's length limits on the way to a submission: it must count characters, not bytes,
+    /// and refuse empty names, exactly at `domain::limits`.
+    #[tokio::test]
+    async fn fits_batch_scan_counts_characters_at_the_api_limits() {
+        use crate::domain::limits;
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let store = Store::open(&url).await.expect("store");
+        let at = |n: usize, c: &str| c.repeat(n);
+        let cases: Vec<(&str, Box<dyn Fn(&mut Image)>, bool)> = vec![
+            ("plain", Box::new(|_| {}), true),
+            (
+                "namespace at 64 two-byte characters",
+                Box::new(move |i| i.namespace = at(limits::NAMESPACE, "é")),
+                true,
+            ),
+            (
+                "namespace at 65",
+                Box::new(move |i| i.namespace = at(limits::NAMESPACE + 1, "n")),
+                false,
+            ),
+            (
+                "empty namespace",
+                Box::new(|i| i.namespace = String::new()),
+                false,
+            ),
+            (
+                "name at 128",
+                Box::new(move |i| i.image_name = at(limits::IMAGE_NAME, "a")),
+                true,
+            ),
+            (
+                "name at 129",
+                Box::new(move |i| i.image_name = at(limits::IMAGE_NAME + 1, "a")),
+                false,
+            ),
+            (
+                "empty name",
+                Box::new(|i| i.image_name = String::new()),
+                false,
+            ),
+            (
+                "tag at 129",
+                Box::new(move |i| i.image_version = at(limits::IMAGE_VERSION + 1, "v")),
+                false,
+            ),
+            (
+                "empty tag",
+                Box::new(|i| i.image_version = String::new()),
+                false,
+            ),
+            (
+                "instance id at 128",
+                Box::new(move |i| i.instance_id = at(limits::INSTANCE_ID, "x")),
+                true,
+            ),
+            (
+                "instance id at 129",
+                Box::new(move |i| i.instance_id = at(limits::INSTANCE_ID + 1, "x")),
+                false,
+            ),
+            (
+                "instance url at 256",
+                Box::new(move |i| i.instance_url = at(limits::INSTANCE_URL, "u")),
+                true,
+            ),
+            (
+                "instance url at 257",
+                Box::new(move |i| i.instance_url = at(limits::INSTANCE_URL + 1, "u")),
+                false,
+            ),
+        ];
+        for (n, (_, change, _)) in cases.iter().enumerate() {
+            let mut i = image();
+            i.id = None;
+            change(&mut i);
+            // A target per case keeps the keys apart without touching the fields under test.
+            store
+                .upsert_images(&format!("t{n}"), &[PreparedImage::new(i)], 1)
+                .await
+                .expect("upsert");
+        }
+        let rows: Vec<(i64, i64)> =
+            sqlx::query_as("SELECT id, fits_batch_scan FROM images ORDER BY id")
+                .fetch_all(&store.reader)
+                .await
+                .expect("read");
+        assert_eq!(rows.len(), cases.len(), "one row per case");
+        for ((name, _, want), (_, fits)) in cases.iter().zip(&rows) {
+            assert_eq!(*fits != 0, *want, "{name}");
+        }
+        store.close().await;
+    }
 }

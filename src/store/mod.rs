@@ -18,7 +18,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use images::{ImageCount, KnownImage, PreparedImage};
 pub use owner::ProcessOwner;
-pub use submissions::{Batch, BatchError, ItemOutcome, OpenItem};
+pub use submissions::{Batch, BatchError, DueImage, ItemOutcome, OpenItem};
 pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
 
 /// How long a connection waits for a lock held by another process (a CLI command beside the

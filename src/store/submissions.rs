@@ -7,15 +7,46 @@
 //! `pending` with the error when the answer does not tell whether HSS took it. Syncs then
 //! close each open item from what HSS shows ([`Store::close_items`]).
 
+use std::borrow::Cow;
+use std::collections::HashMap;
+
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Context, Store, StoreError, push_in_list};
 use crate::domain::{ImageType, ScanStatus};
-use crate::policy::{Candidate, DueImage};
+use crate::policy::{Candidate, Planned};
+
+/// A planned image with what the batch-scan call and the audit trail need, read from the
+/// database just before its batch is recorded ([`Store::due_images`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueImage {
+    pub planned: Planned,
+    pub namespace: String,
+    pub image_name: String,
+    pub image_version: String,
+    pub instance_id: String,
+    pub instance_url: String,
+    pub scan_status: ScanStatus,
+    pub latest_scan_time: Option<i64>,
+    pub last_submitted_at: Option<i64>,
+}
 
 /// Row ids per packed read of candidates.
 const CANDIDATE_CHUNK: i64 = 20_000;
+
+/// One chunk of candidates from the `images_policy` covering index; names left empty.
+const CANDIDATES: &str = "SELECT json_group_array(json_array(id, image_type, scan_status, \
+     latest_scan_time, scannable, latest_version, last_submitted_at, in_flight, \
+     failed_submissions, fits_batch_scan, '', '', '')) FROM images INDEXED BY images_policy \
+     WHERE target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
+
+/// One chunk of candidates with their names, from the table itself (`+target` keeps SQLite
+/// on the row-id range rather than an index on target).
+const CANDIDATES_WITH_NAMES: &str = "SELECT json_group_array(json_array(id, image_type, \
+     scan_status, latest_scan_time, scannable, latest_version, last_submitted_at, in_flight, \
+     failed_submissions, fits_batch_scan, namespace, image_name, image_version)) FROM images \
+     WHERE +target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
 
 /// Images per multi-row statement (8 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
@@ -90,47 +121,119 @@ pub struct Batch {
 
 impl Store {
     /// Every present image of `target`, as the policy sees it, handed to `visit` one by one
-    /// so that the inventory is never held in memory as a whole.
+    /// so that the inventory is never held in memory as a whole. `with_names`: fill in
+    /// namespace, name and tag (only `[[policy.rules]]` need them).
     ///
     /// Read in row-id order, [`CANDIDATE_CHUNK`] ids per query, each chunk packed by SQLite
-    /// as one JSON array: a table walk instead of an index walk with a lookup per row, and
-    /// one value for sqlx to hand over instead of a row per image (about 3.5 µs each). JSON
-    /// escaping keeps any name HSS may send intact.
+    /// as one JSON array: one value for sqlx to hand over instead of a row per image (about
+    /// 3.5 µs each). Without names the query reads only the `images_policy` covering index,
+    /// a tenth of the table. The next chunk is read by another connection while this one is
+    /// judged, so SQLite and the policy share the cores.
     #[tracing::instrument(skip_all, err, fields(target))]
     pub async fn visit_candidates(
         &self,
         target: &str,
-        mut visit: impl FnMut(Candidate),
+        with_names: bool,
+        mut visit: impl FnMut(&Candidate),
     ) -> Result<(), StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM images")
             .fetch_one(&self.reader)
             .await
             .context("read the inventory")?;
+        let last = last.unwrap_or(0);
+        let sql = if with_names {
+            CANDIDATES_WITH_NAMES
+        } else {
+            CANDIDATES
+        };
+        let fetch = |after: i64| {
+            let reader = self.reader.clone();
+            let target = target.to_owned();
+            tokio::spawn(async move {
+                sqlx::query_scalar::<_, Option<String>>(sql)
+                    .bind(target)
+                    .bind(after)
+                    .bind(after.saturating_add(CANDIDATE_CHUNK))
+                    .fetch_one(&reader)
+                    .await
+            })
+        };
         let mut after = 0i64;
-        while after < last.unwrap_or(0) {
-            // `+target` keeps SQLite on the row-id range rather than an index on target.
-            let packed: Option<String> = sqlx::query_scalar(
-                "SELECT json_group_array(json_array(id, image_type, namespace, image_name, \
-                 image_version, instance_id, instance_url, scan_status, latest_scan_time, \
-                 scannable, latest_version, last_submitted_at, in_flight, failed_submissions)) \
-                 FROM images WHERE id > ? AND id <= ? AND +target = ? AND deleted_at IS NULL",
-            )
-            .bind(after)
-            .bind(after.saturating_add(CANDIDATE_CHUNK))
-            .bind(target)
-            .fetch_one(&self.reader)
-            .await
-            .context("read the inventory")?;
+        let mut next = (after < last).then(|| fetch(after));
+        while let Some(pending) = next.take() {
+            let packed = pending
+                .await
+                .map_err(|_| StoreError::Corrupt {
+                    what: "a read of the inventory that was cancelled",
+                })?
+                .context("read the inventory")?;
+            after = after.saturating_add(CANDIDATE_CHUNK);
+            next = (after < last).then(|| fetch(after));
             if let Some(packed) = packed {
-                let rows: Vec<CandidateRow> =
+                let rows: Vec<CandidateRow<'_>> =
                     serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
                         what: "the packed inventory",
                     })?;
-                rows.into_iter().map(Candidate::from).for_each(&mut visit);
+                for row in rows {
+                    visit(&row.into_candidate());
+                }
             }
-            after = after.saturating_add(CANDIDATE_CHUNK);
         }
         Ok(())
+    }
+
+    /// The names and current state of `planned` images, in the same order, for a batch or a
+    /// page of output. Images deleted since the plan was made are left out.
+    #[tracing::instrument(skip_all, err, fields(images = planned.len()))]
+    pub async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
+        let mut found: HashMap<i64, DueRow> = HashMap::with_capacity(planned.len());
+        for chunk in planned.chunks(ROWS_PER_STATEMENT * 5) {
+            let ids = serde_json::to_string(&chunk.iter().map(|p| p.id).collect::<Vec<_>>())
+                .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
+            let packed: Option<String> = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(id, namespace, image_name, image_version, \
+                 instance_id, instance_url, scan_status, latest_scan_time, last_submitted_at)) \
+                 FROM images WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL",
+            )
+            .bind(ids)
+            .fetch_one(&self.reader)
+            .await
+            .context("read the due images")?;
+            if let Some(packed) = packed {
+                let rows: Vec<DueRow> =
+                    serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
+                        what: "the packed due images",
+                    })?;
+                found.extend(rows.into_iter().map(|r| (r.0, r)));
+            }
+        }
+        Ok(planned
+            .iter()
+            .filter_map(|p| {
+                let DueRow(
+                    _,
+                    namespace,
+                    image_name,
+                    image_version,
+                    instance_id,
+                    instance_url,
+                    status,
+                    scan,
+                    submitted,
+                ) = found.remove(&p.id)?;
+                Some(DueImage {
+                    planned: p.clone(),
+                    namespace,
+                    image_name,
+                    image_version,
+                    instance_id,
+                    instance_url,
+                    scan_status: ScanStatus::from(status.as_str()),
+                    latest_scan_time: scan,
+                    last_submitted_at: submitted,
+                })
+            })
+            .collect())
     }
 
     /// Images submitted since `since` (ms) in batches HSS may have taken (`sent` or
@@ -181,7 +284,7 @@ impl Store {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("UPDATE scan_items SET outcome = 'superseded', finished_at = ");
             q.push_bind(now).push(" WHERE outcome IS NULL AND image_id");
-            push_in_list(&mut q, chunk.iter().map(|item| item.candidate.id));
+            push_in_list(&mut q, chunk.iter().map(|item| item.planned.id));
             q.build()
                 .execute(&mut *tx)
                 .await
@@ -192,15 +295,15 @@ impl Store {
                  status_before, scan_time_before, submitted_before) ",
             );
             q.push_values(chunk, |mut row, item| {
-                let c = &item.candidate;
+                let due = &item.planned.due;
                 row.push_bind(batch_id)
-                    .push_bind(c.id)
-                    .push_bind(item.due.reason.as_str())
-                    .push_bind(item.due.rule.map(|r| r as i64))
-                    .push_bind(item.due.priority)
-                    .push_bind(c.scan_status.as_str().to_owned())
-                    .push_bind(c.latest_scan_time)
-                    .push_bind(c.last_submitted_at);
+                    .push_bind(item.planned.id)
+                    .push_bind(due.reason.as_str())
+                    .push_bind(due.rule.map(|r| r as i64))
+                    .push_bind(due.priority)
+                    .push_bind(item.scan_status.as_str().to_owned())
+                    .push_bind(item.latest_scan_time)
+                    .push_bind(item.last_submitted_at);
             });
             q.build()
                 .execute(&mut *tx)
@@ -218,7 +321,7 @@ impl Store {
                 )
                 .push_bind(batch_id)
                 .push(") WHERE id");
-            push_in_list(&mut q, chunk.iter().map(|item| item.candidate.id));
+            push_in_list(&mut q, chunk.iter().map(|item| item.planned.id));
             q.build()
                 .execute(&mut *tx)
                 .await
@@ -402,35 +505,29 @@ impl Store {
 }
 
 /// One image as `visit_candidates` packs it, in its column order. SQLite writes booleans as
-/// 0/1.
+/// 0/1. Text borrows from the packed chunk unless JSON escaping forces a copy.
 #[derive(serde::Deserialize)]
-struct CandidateRow(
+struct CandidateRow<'a>(
     i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
     Option<i64>,
     i64,
     i64,
+    i64,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
+    #[serde(borrow)] Cow<'a, str>,
 );
 
-impl From<CandidateRow> for Candidate {
-    fn from(r: CandidateRow) -> Self {
+impl CandidateRow<'_> {
+    fn into_candidate(self) -> Candidate {
         let CandidateRow(
             id,
             image_type,
-            namespace,
-            image_name,
-            image_version,
-            instance_id,
-            instance_url,
             scan_status,
             latest_scan_time,
             scannable,
@@ -438,16 +535,19 @@ impl From<CandidateRow> for Candidate {
             last_submitted_at,
             in_flight,
             failed_submissions,
-        ) = r;
-        Candidate {
-            id,
-            image_type: ImageType::from(image_type.as_str()),
+            fits_batch_scan,
             namespace,
             image_name,
             image_version,
-            instance_id,
-            instance_url,
-            scan_status: ScanStatus::from(scan_status.as_str()),
+        ) = self;
+        Candidate {
+            id,
+            image_type: ImageType::from(image_type.as_ref()),
+            namespace: namespace.into_owned(),
+            image_name: image_name.into_owned(),
+            image_version: image_version.into_owned(),
+            fits_batch_scan: fits_batch_scan != 0,
+            scan_status: ScanStatus::from(scan_status.as_ref()),
             latest_scan_time,
             scannable: scannable.map(|v| v != 0),
             latest_version: latest_version.map(|v| v != 0),
@@ -457,3 +557,17 @@ impl From<CandidateRow> for Candidate {
         }
     }
 }
+
+/// One image as `due_images` packs it.
+#[derive(serde::Deserialize)]
+struct DueRow(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+);

@@ -192,7 +192,7 @@ async fn an_unanswered_batch_hss_never_got_is_found_lost_and_submitted_again() {
     )
     .await;
     r.sync().await;
-    let ids = |plan: &Plan| -> Vec<i64> { plan.due.iter().map(|d| d.candidate.id).collect() };
+    let ids = |plan: &Plan| -> Vec<i64> { plan.due.iter().map(|d| d.id).collect() };
     let unanswered = ids(&r.plan().await);
     r.sim.fail_next(ScriptedFault::status("batch_scan", 1, 503));
     let first = r.scan().await;
@@ -427,12 +427,11 @@ async fn overlong_names_are_never_submitted_and_are_counted() {
         "the synthetic account has some: {:?}",
         plan.tally
     );
-    assert!(
-        plan.due
-            .iter()
-            .all(|d| d.candidate.namespace.chars().count() <= 64
-                && d.candidate.image_name.chars().count() <= 128)
-    );
+    let due = r.store.due_images(&plan.due).await.expect("due images");
+    assert_eq!(due.len(), plan.due.len());
+    assert!(due.iter().all(|d| d.namespace.chars().count() <= 64
+        && d.image_name.chars().count() <= 128
+        && d.image_version.chars().count() <= 128));
     r.scan().await;
     assert_eq!(r.sim.stats().unknown_images, 0);
 }
