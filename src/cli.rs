@@ -47,6 +47,19 @@ pub struct Cli {
 /// What to do.
 #[derive(Debug, Subcommand)]
 pub enum Command {
+    /// Run as a service: sync and scan on the [schedule] cron expressions (UTC), serve
+    /// /metrics, /healthz, /readyz and /status on server.listen, reload the configuration on
+    /// SIGHUP, and stop cleanly on SIGTERM or SIGINT (within daemon.shutdown_grace). Speaks
+    /// systemd's notify protocol (READY, WATCHDOG, RELOADING, STOPPING) when NOTIFY_SOCKET
+    /// is set.
+    Run,
+
+    /// Try hss-scand in one command: start a simulated HSS account of 20,000 images in this
+    /// process and run the daemon against it with schedules of a few seconds. Prints where
+    /// /metrics and /status are and one line per job run; Ctrl-C stops it. Needs no
+    /// configuration file and no credentials, and touches no real account.
+    Demo,
+
     /// Refresh the inventory: list every image HSS knows for each target and image type and
     /// store what changed. Images a complete listing no longer shows are marked deleted; a
     /// listing that failed part-way deletes nothing. Submits no scans. Exits 1 unless every

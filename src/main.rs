@@ -4,7 +4,7 @@
 use std::process::ExitCode;
 
 use clap::Parser as _;
-use hss_scand::cli::{Cli, exit_code};
+use hss_scand::cli::{Cli, Command, exit_code};
 use hss_scand::config::Settings;
 use hss_scand::{commands, telemetry};
 
@@ -23,6 +23,18 @@ fn main() -> ExitCode {
 async fn run() -> ExitCode {
     // Usage errors, --help and --version are handled (and exit) inside clap.
     let cli = Cli::parse();
+
+    // The demo brings its own configuration and credentials: none are read.
+    if matches!(cli.command, Command::Demo) {
+        telemetry::init(&commands::demo::log_settings());
+        return match commands::demo::run().await {
+            Ok(()) => ExitCode::from(exit_code::OK),
+            Err(err) => {
+                eprintln!("error: {err:#}");
+                ExitCode::from(exit_code::RUNTIME_FAILURE)
+            }
+        };
+    }
 
     let settings = match Settings::load(&cli.config) {
         Ok(settings) => settings,

@@ -222,6 +222,18 @@ impl Tally {
     pub fn due_total(&self) -> u64 {
         self.due.values().sum()
     }
+
+    /// Adds `other`'s counts to these.
+    pub fn merge(&mut self, other: &Tally) {
+        fn add<K: Ord + Copy>(into: &mut BTreeMap<K, u64>, from: &BTreeMap<K, u64>) {
+            for (k, n) in from {
+                *into.entry(*k).or_default() += n;
+            }
+        }
+        add(&mut self.due, &other.due);
+        add(&mut self.not_due, &other.not_due);
+        add(&mut self.excluded, &other.excluded);
+    }
 }
 
 /// The due images in submission order, after the caps.
@@ -231,7 +243,10 @@ pub struct Plan {
     /// How many were due before the caps.
     pub due_before_caps: usize,
     pub cut_by: Option<Cap>,
+    /// Every verdict, over all targets.
     pub tally: Tally,
+    /// Every verdict, per target, in the order the targets were planned.
+    pub by_target: Vec<(Arc<str>, Tally)>,
 }
 
 /// Collects verdicts across targets, then orders and cuts the due list.
@@ -243,7 +258,8 @@ pub struct Plan {
 pub struct Planner {
     kept: BinaryHeap<Ranked>,
     limit: Option<(usize, Cap)>,
-    tally: Tally,
+    /// Per target; targets are planned one after the other, so the last entry is current.
+    by_target: Vec<(Arc<str>, Tally)>,
 }
 
 /// A due image ordered by [`order_key`], so that the heap's top is the one to drop first.
@@ -284,7 +300,7 @@ impl Planner {
         Planner {
             kept: BinaryHeap::new(),
             limit,
-            tally: Tally::default(),
+            by_target: Vec::new(),
         }
     }
 
@@ -298,7 +314,14 @@ impl Planner {
         now: i64,
     ) {
         let verdict = assess(target, c, policy, now);
-        self.tally.count(&verdict);
+        match self.by_target.last_mut() {
+            Some((name, tally)) if Arc::ptr_eq(name, target_name) => tally.count(&verdict),
+            _ => {
+                let mut tally = Tally::default();
+                tally.count(&verdict);
+                self.by_target.push((Arc::clone(target_name), tally));
+            }
+        }
         if let Verdict::Due(due) = verdict {
             let planned = Planned {
                 id: c.id,
@@ -328,7 +351,11 @@ impl Planner {
         let mut due: Vec<Planned> = self.kept.into_vec().into_iter().map(|r| r.0).collect();
         // Ids are unique, so no two keys are equal and the unstable sort is deterministic.
         due.sort_unstable_by_key(order_key);
-        let due_before_caps = usize::try_from(self.tally.due_total()).unwrap_or(usize::MAX);
+        let mut tally = Tally::default();
+        for (_, t) in &self.by_target {
+            tally.merge(t);
+        }
+        let due_before_caps = usize::try_from(tally.due_total()).unwrap_or(usize::MAX);
         let cut_by = self
             .limit
             .filter(|(limit, _)| due_before_caps > *limit)
@@ -337,7 +364,8 @@ impl Planner {
             due,
             due_before_caps,
             cut_by,
-            tally: self.tally,
+            tally,
+            by_target: self.by_target,
         }
     }
 }

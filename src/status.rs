@@ -1,6 +1,7 @@
 //! What `hss-scand status` reports (and, later, `/status`): one struct, rendered as a table
 //! for people or as JSON for tools.
 
+use std::collections::BTreeMap;
 use std::fmt::Write as _;
 
 use chrono::{DateTime, SecondsFormat, Utc};
@@ -22,6 +23,8 @@ pub struct StatusReport {
     /// What the policy says of every present image right now: due by reason, not due and
     /// never submittable (e.g. `field_too_long`) by why.
     pub policy: Tally,
+    /// The same per target (targets without a present image are left out).
+    pub policy_by_target: BTreeMap<String, Tally>,
     /// Due images the next scan would submit, after the caps.
     pub next_scan: usize,
     pub next_scan_cut_by: Option<Cap>,
@@ -53,6 +56,11 @@ pub async fn gather(
     Ok(StatusReport {
         inventory: store.image_counts().await?,
         policy: plan.tally,
+        policy_by_target: plan
+            .by_target
+            .into_iter()
+            .map(|(target, tally)| (target.to_string(), tally))
+            .collect(),
         next_scan: plan.due.len(),
         next_scan_cut_by: plan.cut_by,
         budget: Budget {

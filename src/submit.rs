@@ -16,9 +16,10 @@ use serde::Serialize;
 
 use crate::app::TargetClient;
 use crate::config::PolicySettings;
-use crate::domain::{ImageType, ScanStatus, Target};
+use crate::domain::{DueReason, ImageType, ScanStatus, Target};
 use crate::hss::error::HssError;
 use crate::hss::model::{BatchScanItem, BatchScanRequest};
+use crate::jobs::StopFlag;
 use crate::policy::{Plan, Planned, Planner};
 use crate::store::{BatchError, DueImage, ItemOutcome, OpenItem, Store, StoreError, now_ms};
 
@@ -58,7 +59,7 @@ pub async fn plan(
     for target in targets {
         let name: Arc<str> = Arc::from(target.name.as_str());
         store
-            .visit_candidates(&target.name, with_names, |c| {
+            .visit_candidates(&target.name, with_names, &mut |c| {
                 planner.add(target, &name, c, policy, now)
             })
             .await?;
@@ -80,12 +81,26 @@ pub enum BatchState {
     Split,
 }
 
+impl BatchState {
+    /// The name in metrics and reports.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchState::Sent => "sent",
+            BatchState::Failed => "failed",
+            BatchState::Unknown => "unknown",
+            BatchState::Split => "split",
+        }
+    }
+}
+
 #[derive(Debug, Clone, Serialize)]
 pub struct BatchReport {
     pub batch_id: i64,
     pub target: String,
     pub image_type: ImageType,
     pub items: usize,
+    /// How many of its images were due for each reason.
+    pub reasons: Vec<(DueReason, u64)>,
     pub state: BatchState,
     pub error: Option<String>,
 }
@@ -131,20 +146,44 @@ pub async fn submit(
     clients: &[TargetClient],
     plan: Plan,
     batch_size: usize,
+    stop: &StopFlag,
 ) -> Result<ScanReport, StoreError> {
     let mut report = ScanReport {
         due: plan.due.len(),
         due_before_caps: plan.due_before_caps,
         ..ScanReport::default()
     };
-    for ((target, image_type), images) in group(plan.due) {
+    for (target, image_type) in groups(&plan.due) {
         let Some(tc) = clients.iter().find(|tc| *tc.target.name == *target) else {
             report.stopped = Some(format!("target {target} is no longer configured"));
             break;
         };
-        for chunk in images.chunks(batch_size.max(1)) {
+        // One pass over the plan per group (a few per target) instead of a copy of the plan
+        // regrouped: the plan of a large scan is the biggest thing this process holds.
+        // (A plain loop rather than a `filter` adapter held across the awaits below: a
+        // stored closure over references keeps the future from being provably `Send`.)
+        let mut rest = plan.due.iter();
+        loop {
+            if stop.is_stopped() {
+                report.stopped = Some("hss-scand is shutting down".to_owned());
+                return Ok(report);
+            }
+            let mut chunk: Vec<Planned> =
+                Vec::with_capacity(batch_size.clamp(1, crate::domain::limits::BATCH_ITEMS));
+            for d in rest.by_ref() {
+                if d.target == target && d.image_type == image_type {
+                    chunk.push(d.clone());
+                    if chunk.len() == batch_size.max(1) {
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
             // Names are read a batch at a time; images deleted since planning drop out.
-            let items = store.due_images(chunk).await?;
+            let items = store.due_images(&chunk).await?;
+            drop(chunk);
             if items.is_empty() {
                 continue;
             }
@@ -158,18 +197,34 @@ pub async fn submit(
     Ok(report)
 }
 
-/// Groups the ordered due list by target and image type, keeping the plan's order within and
-/// between groups.
-fn group(due: Vec<Planned>) -> Vec<((Arc<str>, ImageType), Vec<Planned>)> {
-    let mut groups: Vec<((Arc<str>, ImageType), Vec<Planned>)> = Vec::new();
+/// The target and image type pairs of the ordered due list, in order of first appearance:
+/// batches hold one of each, and go out in the plan's order within and between groups.
+fn groups(due: &[Planned]) -> Vec<(Arc<str>, ImageType)> {
+    let mut groups: Vec<(Arc<str>, ImageType)> = Vec::new();
     for d in due {
-        let key = (Arc::clone(&d.target), d.image_type.clone());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, list)) => list.push(d),
-            None => groups.push((key, vec![d])),
+        if !groups
+            .iter()
+            .any(|(t, i)| *t == d.target && *i == d.image_type)
+        {
+            groups.push((Arc::clone(&d.target), d.image_type.clone()));
         }
     }
     groups
+}
+
+/// How many of `items` were due for each reason.
+fn reasons(items: &[DueImage]) -> Vec<(DueReason, u64)> {
+    DueReason::ALL
+        .into_iter()
+        .map(|reason| {
+            let n = items
+                .iter()
+                .filter(|d| d.planned.due.reason == reason)
+                .count();
+            (reason, n as u64)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
 }
 
 /// Whether to go on with the next batch.
@@ -241,6 +296,7 @@ fn send_batch<'a>(
             target: target.name.clone(),
             image_type: image_type.clone(),
             items: items.len(),
+            reasons: reasons(items),
             state: BatchState::Sent,
             error: None,
         };

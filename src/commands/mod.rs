@@ -2,10 +2,12 @@
 //! command; this file only dispatches, so `main` stays a list of steps.
 
 mod config_check;
+pub mod demo;
 mod once;
 mod output;
 mod plan;
 mod registry;
+mod run;
 mod scan;
 mod status;
 mod sync;
@@ -19,6 +21,9 @@ use crate::hss::credentials::CredentialError;
 /// Runs `command`; see [`exit_code_for`] for what its error means to the caller.
 pub async fn run(command: Command, config_path: &Path, settings: Settings) -> anyhow::Result<()> {
     match command {
+        Command::Run => run::run(config_path, settings).await,
+        // `main` starts the demo before loading any configuration; this is for other callers.
+        Command::Demo => demo::run().await,
         Command::Sync => sync::run(&settings).await,
         Command::Plan { output } => plan::run(&settings, output).await,
         Command::Scan { dry_run } => scan::run(&settings, dry_run).await,

@@ -27,7 +27,9 @@ pub(super) async fn run(settings: &Settings, dry_run: bool) -> anyhow::Result<()
 
 /// Scans, prints one line per batch and a total, and fails unless every batch was accepted.
 pub(super) async fn scan_and_report(app: &App) -> anyhow::Result<()> {
-    let report = jobs::scan(app).await.context("scan")?;
+    let report = jobs::scan(app, &jobs::StopFlag::default())
+        .await
+        .context("scan")?;
     print(&summary(&report)).context("could not print the scan summary")?;
     if !report.succeeded() {
         anyhow::bail!(

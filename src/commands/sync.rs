@@ -17,7 +17,10 @@ pub(super) async fn run(settings: &Settings) -> anyhow::Result<()> {
 
 /// Syncs, prints one line per target and type, and fails unless every sync completed.
 pub(super) async fn sync_and_report(app: &App) -> anyhow::Result<()> {
-    let reports = jobs::sync_all(app).await.context("sync")?;
+    let reports = jobs::sync_all(app, &jobs::StopFlag::default())
+        .await
+        .context("sync")?
+        .reports;
     print(&summary(&reports)).context("could not print the sync summary")?;
     let failed = reports.iter().filter(|r| !r.succeeded()).count();
     if failed > 0 {

@@ -65,6 +65,7 @@ pub struct Settings {
     pub registries: Vec<RegistrySettings>,
     pub schedule: ScheduleSettings,
     pub policy: PolicySettings,
+    pub daemon: DaemonSettings,
     pub server: ServerSettings,
     pub log: LogSettings,
 }
@@ -246,6 +247,17 @@ impl Rule {
     pub fn matches(&self, namespace: &str, image: &str, tag: &str) -> bool {
         self.namespace.is_match(namespace) && self.image.is_match(image) && self.tag.is_match(tag)
     }
+}
+
+/// `[daemon]`: how `hss-scand run` starts and stops.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct DaemonSettings {
+    /// Sync every target once at start-up instead of waiting for the first scheduled sync.
+    pub sync_on_start: bool,
+    /// After SIGTERM, how long a running job may take to reach its next committed step.
+    #[serde(with = "values::duration")]
+    pub shutdown_grace: Duration,
 }
 
 /// `[server]`

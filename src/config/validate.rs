@@ -40,6 +40,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     cron("schedule.sync", &settings.schedule.sync)?;
     cron("schedule.scan", &settings.schedule.scan)?;
     policy(&settings.policy)?;
+    positive("daemon.shutdown_grace", settings.daemon.shutdown_grace)?;
     log_level(&settings.log.level).map_err(|problem| invalid("log.level", problem))
 }
 

@@ -6,6 +6,7 @@
 //! `BEGIN IMMEDIATE` so that a transaction never has to upgrade its lock half-way.
 
 mod images;
+mod job_runs;
 mod owner;
 mod submissions;
 mod sync_runs;
@@ -17,6 +18,7 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use images::{ImageCount, KnownImage, PreparedImage};
+pub use job_runs::JobRun;
 pub use owner::ProcessOwner;
 pub use submissions::{Batch, BatchError, DueImage, ItemOutcome, OpenItem};
 pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
@@ -24,10 +26,12 @@ pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
 /// How long a connection waits for a lock held by another process (a CLI command beside the
 /// daemon) before giving up.
 const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Page cache of the writer, in KiB (SQLite's negative `cache_size`): the default 2 MiB
-/// makes inserts into a large inventory's indexes miss the cache. Readers stream and need
-/// less.
-const WRITER_CACHE_KIB: i64 = 16 * 1024;
+/// Page cache of the writer, in KiB (SQLite's negative `cache_size`). A scan's writes fit
+/// in this; a sync raises it to [`BULK_WRITER_CACHE_KIB`] while it runs, because the
+/// default 2 MiB makes inserts into a large inventory's indexes miss the cache, and keeping
+/// 16 MiB for the daemon's whole life would be a third of a scan's peak memory.
+const WRITER_CACHE_KIB: i64 = 4 * 1024;
+const BULK_WRITER_CACHE_KIB: i64 = 16 * 1024;
 const READER_CACHE_KIB: i64 = 2 * 1024;
 const READERS: u32 = 4;
 
@@ -123,6 +127,7 @@ impl Store {
             owner: ProcessOwner::current(),
         };
         store.close_dead_runs().await?;
+        store.close_dead_job_runs().await?;
         Ok(store)
     }
 
@@ -132,6 +137,31 @@ impl Store {
             .begin_with("BEGIN IMMEDIATE")
             .await
             .context("begin a write transaction")
+    }
+
+    /// Gives the writer the larger page cache of a bulk write (`true`, for a sync) or the
+    /// everyday one back (`false`; SQLite frees the pages above the new size).
+    pub async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
+        let kib = if bulk {
+            BULK_WRITER_CACHE_KIB
+        } else {
+            WRITER_CACHE_KIB
+        };
+        // The writer pool holds one connection, so the setting stays with it.
+        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = -{kib}")))
+            .execute(&self.writer)
+            .await
+            .context("resize the write cache")?;
+        Ok(())
+    }
+
+    /// Whether the database answers a query (for readiness checks).
+    pub async fn ping(&self) -> Result<(), StoreError> {
+        sqlx::query("SELECT 1")
+            .execute(&self.reader)
+            .await
+            .context("reach the database")?;
+        Ok(())
     }
 
     /// Waits for pending writes and closes every connection.

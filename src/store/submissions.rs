@@ -8,7 +8,7 @@
 //! close each open item from what HSS shows ([`Store::close_items`]).
 
 use std::borrow::Cow;
-use std::collections::HashMap;
+use std::collections::{HashMap, VecDeque};
 
 use serde::Serialize;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
@@ -35,21 +35,29 @@ pub struct DueImage {
 /// Row ids per packed read of candidates.
 const CANDIDATE_CHUNK: i64 = 20_000;
 
-/// One chunk of candidates from the `images_policy` covering index; names left empty.
-const CANDIDATES: &str = "SELECT json_group_array(json_array(id, image_type, scan_status, \
-     latest_scan_time, scannable, latest_version, last_submitted_at, in_flight, \
-     failed_submissions, fits_batch_scan, '', '', '')) FROM images INDEXED BY images_policy \
-     WHERE target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
-
-/// One chunk of candidates with their names, from the table itself (`+target` keeps SQLite
-/// on the row-id range rather than an index on target).
-const CANDIDATES_WITH_NAMES: &str = "SELECT json_group_array(json_array(id, image_type, \
-     scan_status, latest_scan_time, scannable, latest_version, last_submitted_at, in_flight, \
-     failed_submissions, fits_batch_scan, namespace, image_name, image_version)) FROM images \
-     WHERE +target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
-
 /// Images per multi-row statement (8 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Ids per read of due images' names (one bound JSON array, so no variable limit applies).
+const IDS_PER_READ: usize = 5000;
+
+/// Chunks read at once: SQLite packs each on its own connection's thread, and the runtime
+/// unpacks them, so the plan uses every core.
+const CHUNKS_AHEAD: usize = 2;
+
+/// One chunk of candidates from the `images_policy` covering index, as
+/// `[id, policy_bits, latest_scan_time, last_submitted_at, failed_submissions]`. Numbers only:
+/// every text value SQLite escapes into JSON costs more than the five numbers together.
+const CANDIDATES: &str = "SELECT json_group_array(json_array(id, policy_bits, \
+     latest_scan_time, last_submitted_at, failed_submissions)) \
+     FROM images INDEXED BY images_policy \
+     WHERE target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
+
+/// The same with namespace, name and tag appended, from the table itself (`+target` keeps
+/// SQLite on the row-id range rather than an index on target).
+const CANDIDATES_WITH_NAMES: &str = "SELECT json_group_array(json_array(id, policy_bits, \
+     latest_scan_time, last_submitted_at, failed_submissions, namespace, image_name, \
+     image_version)) FROM images WHERE +target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
 
 /// How a batch-scan call failed, as the store records it.
 #[derive(Debug, Clone, Default, PartialEq, Eq)]
@@ -134,7 +142,9 @@ impl Store {
         &self,
         target: &str,
         with_names: bool,
-        mut visit: impl FnMut(&Candidate),
+        // A trait object, not a generic closure: a future holding a closure generic over
+        // the lifetime of its argument is not provably `Send` (rust-lang/rust#64552).
+        visit: &mut (dyn FnMut(&Candidate) + Send),
     ) -> Result<(), StoreError> {
         let last: Option<i64> = sqlx::query_scalar("SELECT MAX(id) FROM images")
             .fetch_one(&self.reader)
@@ -150,34 +160,42 @@ impl Store {
             let reader = self.reader.clone();
             let target = target.to_owned();
             tokio::spawn(async move {
-                sqlx::query_scalar::<_, Option<String>>(sql)
+                let packed: Option<String> = sqlx::query_scalar(sql)
                     .bind(target)
                     .bind(after)
                     .bind(after.saturating_add(CANDIDATE_CHUNK))
                     .fetch_one(&reader)
                     .await
+                    .context("read the inventory")?;
+                // Parsed here, on a runtime worker, so that chunks are unpacked in parallel.
+                let Some(packed) = packed else {
+                    return Ok(Vec::new());
+                };
+                let corrupt = |_| StoreError::Corrupt {
+                    what: "the packed inventory",
+                };
+                let candidates = if with_names {
+                    let rows: Vec<NamedCandidateRow<'_>> =
+                        serde_json::from_str(&packed).map_err(corrupt)?;
+                    rows.into_iter()
+                        .map(NamedCandidateRow::into_candidate)
+                        .collect()
+                } else {
+                    let rows: Vec<CandidateRow> = serde_json::from_str(&packed).map_err(corrupt)?;
+                    rows.into_iter().map(CandidateRow::into_candidate).collect()
+                };
+                Ok::<Vec<Candidate>, StoreError>(candidates)
             })
         };
-        let mut after = 0i64;
-        let mut next = (after < last).then(|| fetch(after));
-        while let Some(pending) = next.take() {
-            let packed = pending
-                .await
-                .map_err(|_| StoreError::Corrupt {
-                    what: "a read of the inventory that was cancelled",
-                })?
-                .context("read the inventory")?;
-            after = after.saturating_add(CANDIDATE_CHUNK);
-            next = (after < last).then(|| fetch(after));
-            if let Some(packed) = packed {
-                let rows: Vec<CandidateRow<'_>> =
-                    serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
-                        what: "the packed inventory",
-                    })?;
-                for row in rows {
-                    visit(&row.into_candidate());
-                }
-            }
+        let chunks = (0..=last / CANDIDATE_CHUNK).map(|n| n * CANDIDATE_CHUNK);
+        let mut chunks = chunks.take_while(|after| *after < last);
+        let mut ahead: VecDeque<_> = chunks.by_ref().take(CHUNKS_AHEAD).map(fetch).collect();
+        while let Some(pending) = ahead.pop_front() {
+            let candidates = pending.await.map_err(|_| StoreError::Corrupt {
+                what: "a read of the inventory that was cancelled",
+            })??;
+            ahead.extend(chunks.next().map(fetch));
+            candidates.iter().for_each(&mut *visit);
         }
         Ok(())
     }
@@ -187,7 +205,7 @@ impl Store {
     #[tracing::instrument(skip_all, err, fields(images = planned.len()))]
     pub async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
         let mut found: HashMap<i64, DueRow> = HashMap::with_capacity(planned.len());
-        for chunk in planned.chunks(ROWS_PER_STATEMENT * 5) {
+        for chunk in planned.chunks(IDS_PER_READ) {
             let ids = serde_json::to_string(&chunk.iter().map(|p| p.id).collect::<Vec<_>>())
                 .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
             let packed: Option<String> = sqlx::query_scalar(
@@ -504,57 +522,109 @@ impl Store {
     }
 }
 
-/// One image as `visit_candidates` packs it, in its column order. SQLite writes booleans as
-/// 0/1. Text borrows from the packed chunk unless JSON escaping forces a copy.
+/// One image as `visit_candidates` packs it without names.
 #[derive(serde::Deserialize)]
-struct CandidateRow<'a>(
+struct CandidateRow(i64, PolicyBits, Option<i64>, Option<i64>, i64);
+
+/// One image as `visit_candidates` packs it with names. Text borrows from the packed chunk
+/// unless JSON escaping forces a copy.
+#[derive(serde::Deserialize)]
+struct NamedCandidateRow<'a>(
     i64,
-    #[serde(borrow)] Cow<'a, str>,
-    #[serde(borrow)] Cow<'a, str>,
+    PolicyBits,
     Option<i64>,
     Option<i64>,
-    Option<i64>,
-    Option<i64>,
-    i64,
-    i64,
     i64,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
 );
 
-impl CandidateRow<'_> {
+impl CandidateRow {
     fn into_candidate(self) -> Candidate {
-        let CandidateRow(
-            id,
-            image_type,
-            scan_status,
-            latest_scan_time,
-            scannable,
-            latest_version,
-            last_submitted_at,
-            in_flight,
-            failed_submissions,
-            fits_batch_scan,
-            namespace,
-            image_name,
-            image_version,
-        ) = self;
+        let CandidateRow(id, bits, latest_scan_time, last_submitted_at, failed_submissions) = self;
         Candidate {
             id,
-            image_type: ImageType::from(image_type.as_ref()),
-            namespace: namespace.into_owned(),
-            image_name: image_name.into_owned(),
-            image_version: image_version.into_owned(),
-            fits_batch_scan: fits_batch_scan != 0,
-            scan_status: ScanStatus::from(scan_status.as_ref()),
+            image_type: bits.image_type(),
+            namespace: String::new(),
+            image_name: String::new(),
+            image_version: String::new(),
+            fits_batch_scan: bits.fits_batch_scan(),
+            scan_status: bits.scan_status(),
             latest_scan_time,
-            scannable: scannable.map(|v| v != 0),
-            latest_version: latest_version.map(|v| v != 0),
+            scannable: bits.scannable(),
+            latest_version: bits.latest_version(),
             last_submitted_at,
-            in_flight: in_flight != 0,
+            in_flight: bits.in_flight(),
             failed_submissions: u32::try_from(failed_submissions).unwrap_or(u32::MAX),
         }
+    }
+}
+
+impl NamedCandidateRow<'_> {
+    fn into_candidate(self) -> Candidate {
+        let NamedCandidateRow(id, bits, scan, submitted, failed, namespace, name, version) = self;
+        Candidate {
+            namespace: namespace.into_owned(),
+            image_name: name.into_owned(),
+            image_version: version.into_owned(),
+            ..CandidateRow(id, bits, scan, submitted, failed).into_candidate()
+        }
+    }
+}
+
+/// `images.policy_bits`: type, status and four flags in one number, as migration 0003
+/// defines it: `type + 4·status + 32·scannable + 96·latest_version + 288·in_flight +
+/// 576·fits_batch_scan`.
+#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
+struct PolicyBits(u16);
+
+/// Image types by their code in [`PolicyBits`]; 3 is any other.
+const TYPE_CODES: [ImageType; 3] = [ImageType::Private, ImageType::Shared, ImageType::Instance];
+
+/// Scan statuses by their code in [`PolicyBits`]; 7 is any other.
+const STATUS_CODES: [ScanStatus; 7] = [
+    ScanStatus::Unscan,
+    ScanStatus::Scanning,
+    ScanStatus::WaitingForScan,
+    ScanStatus::Success,
+    ScanStatus::Failed,
+    ScanStatus::DownloadFailed,
+    ScanStatus::ImageOversized,
+];
+
+impl PolicyBits {
+    fn image_type(self) -> ImageType {
+        TYPE_CODES
+            .get(usize::from(self.0 % 4))
+            .cloned()
+            // The policy only needs to know it is none of ours; the name is not kept.
+            .unwrap_or_else(|| ImageType::Other(String::new()))
+    }
+    fn scan_status(self) -> ScanStatus {
+        STATUS_CODES
+            .get(usize::from(self.0 / 4 % 8))
+            .cloned()
+            .unwrap_or_else(|| ScanStatus::Other(String::new()))
+    }
+    fn tristate(digit: u16) -> Option<bool> {
+        match digit {
+            0 => Some(false),
+            1 => Some(true),
+            _ => None,
+        }
+    }
+    fn scannable(self) -> Option<bool> {
+        Self::tristate(self.0 / 32 % 3)
+    }
+    fn latest_version(self) -> Option<bool> {
+        Self::tristate(self.0 / 96 % 3)
+    }
+    fn in_flight(self) -> bool {
+        self.0 / 288 % 2 == 1
+    }
+    fn fits_batch_scan(self) -> bool {
+        self.0 / 576 == 1
     }
 }
 

@@ -8,6 +8,7 @@ use std::time::Duration;
 use hss_scand::app::TargetClient;
 use hss_scand::config::Settings;
 use hss_scand::domain::{DueReason, ImageType};
+use hss_scand::jobs::StopFlag;
 use hss_scand::policy::{Excluded, NotDue, Plan};
 use hss_scand::sim::{FaultKind, ScriptedFault, SimConfig, SimHandle};
 use hss_scand::store::{Store, now_ms};
@@ -85,6 +86,7 @@ impl Rig {
             &self.clients,
             plan,
             self.settings.policy.batch_size,
+            &StopFlag::default(),
         )
         .await
         .expect("submit")
@@ -314,7 +316,7 @@ async fn the_daily_budget_holds_across_restarts_and_caps_cut_in_order() {
         .unwrap();
     assert_eq!(plan.due.len(), 10, "30 a day, 20 used");
     assert_eq!(plan.cut_by, Some(hss_scand::policy::Cap::DailyBudget));
-    let report = submit::submit(&store, &r.clients, plan, 10241)
+    let report = submit::submit(&store, &r.clients, plan, 10241, &StopFlag::default())
         .await
         .unwrap();
     assert_eq!(report.submitted(), 10);
