@@ -15,6 +15,7 @@ use prometheus::{
 
 use crate::domain::{DueReason, Target};
 use crate::hss::client::ApiObserver;
+use crate::hss::error::HssError;
 use crate::status::StatusReport;
 use crate::store::SyncOutcome;
 use crate::submit::{BatchState, ScanReport};
@@ -248,6 +249,9 @@ impl Metrics {
         metrics.daily_budget_remaining.set(f64::INFINITY);
         for endpoint in ENDPOINTS {
             metrics.api_duration.with_label_values(&[endpoint]);
+            for reason in HssError::KINDS {
+                metrics.api_retries.with_label_values(&[endpoint, reason]);
+            }
         }
         for job in JOBS {
             metrics.last_job_success.with_label_values(&[job]);
@@ -434,6 +438,7 @@ mod tests {
             "hss_scand_images_submitted_total{image_type=\"private_image\",reason=\"never_scanned\",target=\"prod\"} 0",
             "hss_scand_job_runs_total{job=\"scan\",outcome=\"skipped\"} 0",
             "hss_scand_config_reloads_total{outcome=\"failure\"} 0",
+            "hss_scand_api_retries_total{endpoint=\"list_swr_images\",reason=\"throttled\"} 0",
             "hss_scand_last_successful_sync_timestamp_seconds{target=\"prod\"} 0",
             // The prometheus crate writes +Inf as `inf`, which Prometheus parses (Go ParseFloat).
             "hss_scand_daily_budget_remaining inf",

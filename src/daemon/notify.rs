@@ -1,15 +1,47 @@
 //! The systemd notify protocol (`sd_notify(3)`), a no-op unless systemd set `NOTIFY_SOCKET`.
 //! A failed notification is logged and otherwise ignored: the daemon's work does not depend
 //! on it, and systemd reports a missing READY=1 by itself.
+//!
+//! Messages are sent on a non-blocking socket: `sd_notify::notify` blocks when the
+//! receiver's queue is full (ten datagrams by default), and a notification must never stall
+//! the runtime thread that sends it.
 
+use std::io::{self, Write as _};
+use std::os::unix::net::UnixDatagram;
 use std::time::Duration;
 
 use sd_notify::NotifyState;
 
 fn send(states: &[NotifyState<'_>]) {
-    if let Err(err) = sd_notify::notify(states) {
+    let Some(path) = std::env::var_os("NOTIFY_SOCKET") else {
+        return;
+    };
+    let mut message = Vec::new();
+    for state in states {
+        let _ = writeln!(message, "{state}");
+    }
+    if let Err(err) = send_to(&path, &message) {
         tracing::warn!(error = %err, "could not notify systemd");
     }
+}
+
+fn send_to(path: &std::ffi::OsStr, message: &[u8]) -> io::Result<()> {
+    let socket = UnixDatagram::unbound()?;
+    socket.set_nonblocking(true)?;
+    let bytes = std::os::unix::ffi::OsStrExt::as_bytes(path);
+    match bytes.strip_prefix(b"@") {
+        // An abstract socket (Linux): "@name" stands for a leading NUL byte.
+        #[cfg(target_os = "linux")]
+        Some(name) => {
+            use std::os::linux::net::SocketAddrExt as _;
+            let address = std::os::unix::net::SocketAddr::from_abstract_name(name)?;
+            socket.send_to_addr(message, &address)?;
+        }
+        _ => {
+            socket.send_to(message, path)?;
+        }
+    }
+    Ok(())
 }
 
 /// Migrations ran, the configuration is valid, the endpoints listen.

@@ -165,6 +165,20 @@ impl HssError {
     }
 
     /// A short label for metrics and logs: `throttled`, `server_error`, `timeout`, …
+    /// Every value [`HssError::kind`] returns, for metrics that start each at zero.
+    pub const KINDS: [&'static str; 10] = [
+        "throttled",
+        "server_error",
+        "client_error",
+        "timeout",
+        "connect",
+        "transport",
+        "malformed",
+        "failed_in_body",
+        "credentials",
+        "request",
+    ];
+
     pub fn kind(&self) -> &'static str {
         match self {
             HssError::Api(api) if api.is_throttling() => "throttled",

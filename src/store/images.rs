@@ -470,7 +470,8 @@ mod tests {
         let url = format!("sqlite://{}", dir.path().join("t.db").display());
         let store = Store::open(&url).await.expect("store");
         let at = |n: usize, c: &str| c.repeat(n);
-        let cases: Vec<(&str, Box<dyn Fn(&mut Image)>, bool)> = vec![
+        type Change = Box<dyn Fn(&mut Image)>;
+        let cases: Vec<(&str, Change, bool)> = vec![
             ("plain", Box::new(|_| {}), true),
             (
                 "namespace at 64 two-byte characters",

@@ -7,6 +7,7 @@ mod support;
 mod client;
 mod config;
 mod credentials;
+mod daemon;
 mod registry;
 mod scan;
 mod signing_vectors;
