@@ -61,8 +61,9 @@ pub async fn sync_all(app: &App, stop: &StopFlag) -> Result<SyncAllReport, Store
         }
         all.took.push((tc.target.name.clone(), started.elapsed()));
     }
-    app.store.bulk_writes(false).await?;
-    result.map(|()| all)
+    // The sync's own error, if any, is the one worth reporting.
+    let restored = app.store.bulk_writes(false).await;
+    result.and(restored).map(|()| all)
 }
 
 /// Plans from the database and submits the due images.

@@ -1,4 +1,4 @@
-//! What `hss-scand status` reports (and, later, `/status`): one struct, rendered as a table
+//! What `hss-scand status` and the daemon's `/status` report: one struct, rendered as a table
 //! for people or as JSON for tools.
 
 use std::collections::BTreeMap;

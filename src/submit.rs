@@ -199,7 +199,7 @@ pub async fn submit(
 
 /// The target and image type pairs of the ordered due list, in order of first appearance:
 /// batches hold one of each, and go out in the plan's order within and between groups.
-fn groups(due: &[Planned]) -> Vec<(Arc<str>, ImageType)> {
+pub fn groups(due: &[Planned]) -> Vec<(Arc<str>, ImageType)> {
     let mut groups: Vec<(Arc<str>, ImageType)> = Vec::new();
     for d in due {
         if !groups

@@ -43,14 +43,13 @@ retry_failed_after = "20s"
 [[policy.rules]]
 namespace = "prod*"
 priority = 10
-[log]
-level = "warn"
 "#
     );
     Ok(Settings::from_toml_str(&text, "the demo configuration")?)
 }
 
-/// The settings the demo runs with, for `main` to start logging before [`run`].
+/// How the demo logs (warnings only, so its progress lines stand out), for `main` to start
+/// logging before [`run`]; the demo's configuration leaves `[log]` at its defaults, unused.
 pub fn log_settings() -> crate::config::LogSettings {
     crate::config::LogSettings {
         format: crate::config::LogFormat::Text,

@@ -145,16 +145,15 @@ fn plan_table(plan: &Plan, due: &[DueImage], batch_size: usize) -> String {
 
 /// Batches per target and image type, as `submit` will cut them.
 fn batches_needed(plan: &Plan, batch_size: usize) -> usize {
-    let mut groups: Vec<((&str, &str), usize)> = Vec::new();
-    for d in &plan.due {
-        let key = (&*d.target, d.image_type.as_str());
-        match groups.iter_mut().find(|(k, _)| *k == key) {
-            Some((_, n)) => *n += 1,
-            None => groups.push((key, 1)),
-        }
-    }
-    groups
+    submit::groups(&plan.due)
         .iter()
-        .map(|(_, n)| n.div_ceil(batch_size.max(1)))
+        .map(|(target, image_type)| {
+            let images = plan
+                .due
+                .iter()
+                .filter(|d| d.target == *target && d.image_type == *image_type)
+                .count();
+            images.div_ceil(batch_size.max(1))
+        })
         .sum()
 }

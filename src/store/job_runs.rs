@@ -1,23 +1,6 @@
 //! `job_runs`: the daemon's record of every scheduled run, skipped ticks included.
 
-use serde::Serialize;
-use sqlx::FromRow;
-
-use super::{Context, ProcessOwner, Store, StoreError, now_ms};
-
-/// A row of `job_runs`.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, FromRow)]
-pub struct JobRun {
-    pub id: i64,
-    pub job: String,
-    pub run_id: String,
-    pub trigger: String,
-    pub started_at: i64,
-    pub finished_at: Option<i64>,
-    pub outcome: String,
-    pub summary: Option<String>,
-    pub error: Option<String>,
-}
+use super::{Context, Store, StoreError, now_ms};
 
 impl Store {
     /// Records the start of a run; it stays `running` until [`Store::finish_job_run`].
@@ -118,45 +101,9 @@ impl Store {
         .context("read the last complete sync")
     }
 
-    /// The latest `limit` job runs, newest first.
-    pub async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
-        sqlx::query_as(
-            "SELECT id, job, run_id, trigger, started_at, finished_at, outcome, summary, error \
-             FROM job_runs ORDER BY id DESC LIMIT ?",
-        )
-        .bind(limit)
-        .fetch_all(&self.reader)
-        .await
-        .context("read the latest job runs")
-    }
-
     /// Marks job runs whose process died while they ran as `interrupted`.
     pub(super) async fn close_dead_job_runs(&self) -> Result<(), StoreError> {
-        let running: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, owner FROM job_runs WHERE outcome = 'running'")
-                .fetch_all(&self.writer)
-                .await
-                .context("find unfinished job runs")?;
-        let dead: Vec<i64> = running
-            .into_iter()
-            .filter(|(_, owner)| ProcessOwner::is_dead(owner))
-            .map(|(id, _)| id)
-            .collect();
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        for id in &dead {
-            sqlx::query(
-                "UPDATE job_runs SET outcome = 'interrupted', finished_at = ?, \
-                 error = 'the process stopped while this run went on' WHERE id = ?",
-            )
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
+        self.close_runs_of_dead_processes("job_runs", "the process stopped while this run went on")
             .await
-            .context("close interrupted job runs")?;
-        }
-        tx.commit().await.context("close interrupted job runs")
     }
 }

@@ -18,7 +18,6 @@ use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, S
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 pub use images::{ImageCount, KnownImage, PreparedImage};
-pub use job_runs::JobRun;
 pub use owner::ProcessOwner;
 pub use submissions::{Batch, BatchError, DueImage, ItemOutcome, OpenItem};
 pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
@@ -152,6 +151,49 @@ impl Store {
             .execute(&self.writer)
             .await
             .context("resize the write cache")?;
+        Ok(())
+    }
+
+    /// Marks the `running` rows of `table` (`sync_runs`, `job_runs`) whose owning process
+    /// is gone as `interrupted`, with `why` as their error.
+    async fn close_runs_of_dead_processes(
+        &self,
+        table: &'static str,
+        why: &'static str,
+    ) -> Result<(), StoreError> {
+        let running: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
+            "SELECT id, owner FROM {table} WHERE outcome = 'running'"
+        )))
+        .fetch_all(&self.writer)
+        .await
+        .context("find unfinished runs")?;
+        let dead: Vec<i64> = running
+            .into_iter()
+            .filter(|(_, owner)| ProcessOwner::is_dead(owner))
+            .map(|(id, _)| id)
+            .collect();
+        if dead.is_empty() {
+            return Ok(());
+        }
+        let mut tx = self.write().await?;
+        let mut q: sqlx::QueryBuilder<Sqlite> = sqlx::QueryBuilder::new(format!(
+            "UPDATE {table} SET outcome = 'interrupted', finished_at = "
+        ));
+        q.push_bind(now_ms())
+            .push(", error = ")
+            .push_bind(why)
+            .push(" WHERE id");
+        push_in_list(&mut q, dead.iter().copied());
+        q.build()
+            .execute(&mut *tx)
+            .await
+            .context("close interrupted runs")?;
+        tx.commit().await.context("close interrupted runs")?;
+        tracing::warn!(
+            table,
+            runs = dead.len(),
+            "closed runs whose process had stopped"
+        );
         Ok(())
     }
 

@@ -3,7 +3,6 @@
 use serde::Serialize;
 use sqlx::FromRow;
 
-use super::owner::ProcessOwner;
 use super::{Context, Store, StoreError, now_ms};
 use crate::domain::ImageType;
 
@@ -132,38 +131,9 @@ impl Store {
         .context("read the latest sync runs")
     }
 
-    /// Marks runs whose process died while they ran as `interrupted`.
+    /// Marks sync runs whose process died while they ran as `interrupted`.
     pub(super) async fn close_dead_runs(&self) -> Result<(), StoreError> {
-        let running: Vec<(i64, String)> =
-            sqlx::query_as("SELECT id, owner FROM sync_runs WHERE outcome = 'running'")
-                .fetch_all(&self.writer)
-                .await
-                .context("find unfinished sync runs")?;
-        let dead: Vec<i64> = running
-            .into_iter()
-            .filter(|(_, owner)| ProcessOwner::is_dead(owner))
-            .map(|(id, _)| id)
-            .collect();
-        if dead.is_empty() {
-            return Ok(());
-        }
-        let mut tx = self.write().await?;
-        for id in &dead {
-            sqlx::query(
-                "UPDATE sync_runs SET outcome = 'interrupted', finished_at = ?, \
-                 error = 'the process stopped while this sync ran' WHERE id = ?",
-            )
-            .bind(now_ms())
-            .bind(id)
-            .execute(&mut *tx)
+        self.close_runs_of_dead_processes("sync_runs", "the process stopped while this sync ran")
             .await
-            .context("close interrupted sync runs")?;
-        }
-        tx.commit().await.context("close interrupted sync runs")?;
-        tracing::warn!(
-            runs = dead.len(),
-            "closed sync runs whose process had stopped"
-        );
-        Ok(())
     }
 }
