@@ -14,7 +14,9 @@ use std::time::Instant;
 
 use common::{PROJECT, run, start_sim};
 use hss_scand::config::Settings;
-use hss_scand::store::{Store, now_ms};
+use hss_scand::domain::Clock;
+use hss_scand::pipeline::plan::plan;
+use hss_scand::store;
 
 fn main() {
     // Children first: a child forked from this process starts with its resident pages, and
@@ -70,21 +72,23 @@ fn plan_over_a_million() {
     let _ = sim.wait();
 }
 
-/// `submit::plan` in this process, three times (the first warms the page cache), then the
+/// `pipeline::plan::plan` in this process, three times (the first warms the page cache), then the
 /// names of every due image read as `plan --output json` pages through them.
 fn in_process(config: &Path, what: &str) {
     let settings = Settings::load(config).expect("bench config");
     let runtime = tokio::runtime::Runtime::new().expect("runtime");
     runtime.block_on(async {
-        let store = Store::open(&settings.database.url).await.expect("store");
+        let clock = Clock::system();
+        let store = store::open(&settings.database.url, clock.clone())
+            .await
+            .expect("store");
         let mut times = Vec::new();
         let mut last = None;
         for _ in 0..3 {
             let started = Instant::now();
-            let plan =
-                hss_scand::submit::plan(&store, &settings.targets, &settings.policy, now_ms())
-                    .await
-                    .expect("plan");
+            let plan = plan(&store, &settings.targets, &settings.policy, clock.now_ms())
+                .await
+                .expect("plan");
             times.push(started.elapsed().as_secs_f64());
             last = Some(plan);
         }

@@ -10,7 +10,7 @@ use hss_scand::{commands, telemetry};
 
 fn main() -> ExitCode {
     // Before the runtime starts its threads.
-    hss_scand::app::limit_malloc_arenas();
+    limit_malloc_arenas();
     tokio::runtime::Runtime::new().map_or_else(
         |err| {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -18,6 +18,19 @@ fn main() -> ExitCode {
         },
         |runtime| runtime.block_on(run()),
     )
+}
+
+/// Caps glibc's malloc arenas at two. By default glibc keeps up to eight per core, one per
+/// thread that ever allocated; for this process (a few tokio workers and sqlx's database
+/// threads) that was a quarter of the peak memory of a 50,000-image scan, and arenas hold on
+/// to freed memory for the life of a long-running daemon.
+fn limit_malloc_arenas() {
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    // SAFETY: mallopt only sets an allocator parameter; called once, first thing in main,
+    // before any other thread exists.
+    unsafe {
+        libc::mallopt(libc::M_ARENA_MAX, 2);
+    }
 }
 
 async fn run() -> ExitCode {

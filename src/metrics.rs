@@ -13,64 +13,12 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::domain::{DueReason, Target};
-use crate::hss::client::ApiObserver;
-use crate::hss::error::HssError;
+use crate::domain::{DueReason, Job, JobOutcome, Target};
+use crate::hss::transport::client::ApiObserver;
+use crate::hss::transport::error::HssError;
+use crate::pipeline::report::{BatchState, ScanReport, SyncReport};
 use crate::status::StatusReport;
 use crate::store::SyncOutcome;
-use crate::submit::{BatchState, ScanReport};
-use crate::sync::SyncReport;
-
-/// The jobs the daemon schedules, as the `job` label names them.
-pub const JOBS: [&str; 2] = ["sync", "scan"];
-
-/// How a job run ended, as the `outcome` label of `hss_scand_job_runs_total` names it.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum JobOutcome {
-    Success,
-    Failure,
-    /// A tick found the previous run of the job still going.
-    Skipped,
-}
-
-impl JobOutcome {
-    pub const ALL: [JobOutcome; 3] = [
-        JobOutcome::Success,
-        JobOutcome::Failure,
-        JobOutcome::Skipped,
-    ];
-
-    pub fn as_str(self) -> &'static str {
-        match self {
-            JobOutcome::Success => "success",
-            JobOutcome::Failure => "failure",
-            JobOutcome::Skipped => "skipped",
-        }
-    }
-}
-
-/// The HSS calls, as the `endpoint` label names them (the client's call names).
-const ENDPOINTS: [&str; 6] = [
-    "list_swr_images",
-    "synchronize",
-    "batch_scan",
-    "add_registry",
-    "list_registries",
-    "image_upload_command",
-];
-
-const SYNC_OUTCOMES: [SyncOutcome; 3] = [
-    SyncOutcome::Complete,
-    SyncOutcome::Partial,
-    SyncOutcome::Failed,
-];
-
-const BATCH_STATES: [BatchState; 4] = [
-    BatchState::Sent,
-    BatchState::Failed,
-    BatchState::Unknown,
-    BatchState::Split,
-];
 
 const RELOAD_OUTCOMES: [&str; 2] = ["success", "failure"];
 
@@ -247,16 +195,18 @@ impl Metrics {
             registry,
         };
         metrics.daily_budget_remaining.set(f64::INFINITY);
-        for endpoint in ENDPOINTS {
+        for endpoint in crate::hss::calls() {
             metrics.api_duration.with_label_values(&[endpoint]);
             for reason in HssError::KINDS {
                 metrics.api_retries.with_label_values(&[endpoint, reason]);
             }
         }
-        for job in JOBS {
-            metrics.last_job_success.with_label_values(&[job]);
+        for job in Job::ALL {
+            metrics.last_job_success.with_label_values(&[job.as_str()]);
             for outcome in JobOutcome::ALL {
-                metrics.job_runs.with_label_values(&[job, outcome.as_str()]);
+                metrics
+                    .job_runs
+                    .with_label_values(&[job.as_str(), outcome.as_str()]);
             }
         }
         for outcome in RELOAD_OUTCOMES {
@@ -284,10 +234,10 @@ impl Metrics {
                     ]);
                 }
             }
-            for outcome in SYNC_OUTCOMES {
+            for outcome in SyncOutcome::ALL {
                 self.sync_runs.with_label_values(&[t, outcome.as_str()]);
             }
-            for state in BATCH_STATES {
+            for state in BatchState::ALL {
                 self.scan_batches.with_label_values(&[t, state.as_str()]);
             }
         }
@@ -367,18 +317,18 @@ impl Metrics {
             .set(status.budget.remaining.map_or(f64::INFINITY, |n| n as f64));
     }
 
-    pub fn record_job(&self, job: &str, outcome: JobOutcome, finished_ms: i64) {
+    pub fn record_job(&self, job: Job, outcome: JobOutcome, finished_ms: i64) {
         self.job_runs
-            .with_label_values(&[job, outcome.as_str()])
+            .with_label_values(&[job.as_str(), outcome.as_str()])
             .inc();
         if outcome == JobOutcome::Success {
             self.set_last_job_success(job, finished_ms);
         }
     }
 
-    pub fn set_last_job_success(&self, job: &str, at_ms: i64) {
+    pub fn set_last_job_success(&self, job: Job, at_ms: i64) {
         self.last_job_success
-            .with_label_values(&[job])
+            .with_label_values(&[job.as_str()])
             .set(at_ms as f64 / 1000.0);
     }
 

@@ -7,9 +7,10 @@ use anyhow::Context as _;
 
 use crate::config::Settings;
 use crate::daemon::{self, DaemonOptions, JobEvent};
-use crate::hss::credentials::{CredentialProvider, Credentials};
+use crate::hss::transport::credentials::{CredentialProvider, Credentials};
 use crate::sim::config::Lifecycle;
 use crate::sim::{self, SimConfig};
+use crate::startup::Startup;
 
 /// Images in the simulated account.
 const IMAGES: usize = 20_000;
@@ -108,14 +109,14 @@ pub async fn run() -> anyhow::Result<()> {
             );
         }
     });
+    let startup = Startup::new(settings).with_credentials(CredentialProvider::fixed(
+        Credentials::new("sim-ak", "sim-sk", None),
+    ));
     let options = DaemonOptions {
-        credentials: Some(CredentialProvider::fixed(Credentials::new(
-            "sim-ak", "sim-sk", None,
-        ))),
         listener: Some(listener),
         events: Some(events),
     };
-    let result = daemon::run(dir.join("none.toml"), settings, options).await;
+    let result = daemon::run(dir.join("none.toml"), startup, options).await;
     printer.abort();
     sim.shutdown().await;
     let _ = std::fs::remove_dir_all(&dir);

@@ -16,21 +16,23 @@ use std::path::Path;
 
 use crate::cli::{Command, ConfigCommand, exit_code};
 use crate::config::Settings;
-use crate::hss::credentials::CredentialError;
+use crate::hss::transport::credentials::CredentialError;
+use crate::startup::Startup;
 
-/// Runs `command`; see [`exit_code_for`] for what its error means to the caller.
+/// Runs `command`; see [`exit_code_for`] for what its error means to the caller. `main`
+/// starts the demo itself, before any configuration is read.
 pub async fn run(command: Command, config_path: &Path, settings: Settings) -> anyhow::Result<()> {
+    let startup = Startup::new(settings);
     match command {
-        Command::Run => run::run(config_path, settings).await,
-        // `main` starts the demo before loading any configuration; this is for other callers.
+        Command::Run => run::run(config_path, startup).await,
         Command::Demo => demo::run().await,
-        Command::Sync => sync::run(&settings).await,
-        Command::Plan { output } => plan::run(&settings, output).await,
-        Command::Scan { dry_run } => scan::run(&settings, dry_run).await,
-        Command::Once => once::run(&settings).await,
-        Command::Status { output } => status::run(&settings, output).await,
-        Command::Config(ConfigCommand::Check) => config_check::run(config_path, &settings),
-        Command::Registry(command) => registry::run(command, &settings).await,
+        Command::Sync => sync::run(startup).await,
+        Command::Plan { output } => plan::run(&startup, output).await,
+        Command::Scan { dry_run } => scan::run(startup, dry_run).await,
+        Command::Once => once::run(startup).await,
+        Command::Status { output } => status::run(&startup, output).await,
+        Command::Config(ConfigCommand::Check) => config_check::run(config_path, startup.settings()),
+        Command::Registry(command) => registry::run(command, &startup).await,
     }
 }
 

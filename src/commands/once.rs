@@ -1,10 +1,9 @@
 //! `hss-scand once`: sync every target, then scan; for cron, CI, or a first run by hand.
 
-use crate::app::App;
-use crate::config::Settings;
+use crate::startup::Startup;
 
-pub(super) async fn run(settings: &Settings) -> anyhow::Result<()> {
-    let app = App::start(settings.clone(), None).await?;
+pub(super) async fn run(startup: Startup) -> anyhow::Result<()> {
+    let app = startup.build().await?;
     // The scan runs even when a sync did not complete: it submits only what the database
     // proves due, and a partial sync never makes an image look due that is not.
     let synced = super::sync::sync_and_report(&app).await;

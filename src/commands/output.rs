@@ -1,6 +1,10 @@
-//! Printing a command's result to stdout.
+//! Printing a command's result to stdout, and the pieces its human-readable forms share.
 
+use std::fmt::Write as _;
 use std::io::{self, Write};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::Serialize;
 
 /// Writes to stdout; a closed pipe (`hss-scand status | head`) is not a failure.
 pub(super) fn print(text: &str) -> io::Result<()> {
@@ -55,5 +59,64 @@ fn quiet_broken_pipe(result: io::Result<()>) -> io::Result<bool> {
         Ok(()) => Ok(true),
         Err(err) if err.kind() == io::ErrorKind::BrokenPipe => Ok(false),
         Err(err) => Err(err),
+    }
+}
+
+/// Left-aligned columns, two spaces apart, one line per row.
+pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
+    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    for row in rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
+        let text: Vec<String> = cells
+            .zip(&widths)
+            .map(|(c, w)| format!("{c:<w$}"))
+            .collect();
+        let _ = writeln!(out, "{}", text.join("  ").trim_end());
+    };
+    line(&mut out, &mut header.iter().copied());
+    for row in rows {
+        line(&mut out, &mut row.iter().map(String::as_str));
+    }
+    out
+}
+
+/// A serde enum's wire name (`field_too_long`), for a table.
+pub(super) fn wire_name<T: Serialize>(value: &T) -> String {
+    serde_json::to_value(value)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+/// Milliseconds since the epoch as an RFC 3339 UTC time.
+pub(super) fn rfc3339(ms: Option<i64>) -> Option<String> {
+    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
+        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
+}
+
+/// [`rfc3339`], or `-` for no time.
+pub(super) fn time_or_dash(ms: Option<i64>) -> String {
+    rfc3339(ms).unwrap_or_else(|| "-".to_owned())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn columns_line_up() {
+        let t = table(&["A", "LONGER"], &[vec!["xxxx".into(), "y".into()]]);
+        assert_eq!(t, "A     LONGER\nxxxx  y\n");
+    }
+
+    #[test]
+    fn times_are_utc_rfc3339() {
+        assert_eq!(time_or_dash(Some(0)), "1970-01-01T00:00:00Z");
+        assert_eq!(time_or_dash(None), "-");
     }
 }

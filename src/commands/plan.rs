@@ -1,22 +1,23 @@
 //! `hss-scand plan`: the dry run — what the next scan would submit, in order, and why.
 
 use anyhow::Context as _;
-use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-use super::output::{JsonArrayWriter, print};
+use super::output::{JsonArrayWriter, print, rfc3339, table, wire_name};
 use crate::cli::Output;
-use crate::config::Settings;
+use crate::pipeline::{plan, submit};
 use crate::policy::Plan;
-use crate::store::{DueImage, Store, now_ms};
-use crate::submit;
+use crate::startup::Startup;
+use crate::store::{DueImage, Store};
 
 /// Due images whose names are read from the database at a time while printing.
 const PAGE: usize = 10_000;
 
-pub(super) async fn run(settings: &Settings, output: Output) -> anyhow::Result<()> {
-    let store = crate::app::open_store(settings).await?;
-    let plan = submit::plan(&store, &settings.targets, &settings.policy, now_ms()).await?;
+pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()> {
+    let settings = startup.settings();
+    let store = startup.open_store().await?;
+    let now = store.clock().now_ms();
+    let plan = plan::plan(&store, &settings.targets, &settings.policy, now).await?;
     let printed = match output {
         Output::Table => print_table(&store, &plan, settings.policy.batch_size).await,
         Output::Json => print_json(&store, &plan).await,
@@ -73,26 +74,21 @@ fn rule_name(index: Option<usize>) -> Option<String> {
     index.map(|i| format!("policy.rules[{i}]"))
 }
 
-fn time(ms: Option<i64>) -> Option<String> {
-    ms.and_then(DateTime::<Utc>::from_timestamp_millis)
-        .map(|t| t.to_rfc3339_opts(SecondsFormat::Secs, true))
-}
-
 impl<'a> From<&'a DueImage> for PlanRow<'a> {
     fn from(d: &'a DueImage) -> Self {
         let p = &d.planned;
         PlanRow {
             target: &p.target,
             image_type: p.image_type.as_str(),
-            namespace: &d.namespace,
-            image_name: &d.image_name,
-            image_version: &d.image_version,
-            instance_id: &d.instance_id,
+            namespace: &d.identity.namespace,
+            image_name: &d.identity.image_name,
+            image_version: &d.identity.image_version,
+            instance_id: &d.identity.instance_id,
             reason: p.due.reason.as_str(),
             rule: rule_name(p.due.rule),
             priority: p.due.priority,
             scan_status: d.scan_status.as_str(),
-            latest_scan_time: time(d.latest_scan_time),
+            latest_scan_time: rfc3339(d.latest_scan_time),
         }
     }
 }
@@ -114,7 +110,7 @@ fn plan_table(plan: &Plan, due: &[DueImage], batch_size: usize) -> String {
             ]
         })
         .collect();
-    let mut out = crate::status::table(
+    let mut out = table(
         &[
             "TARGET",
             "IMAGE TYPE",
@@ -131,13 +127,8 @@ fn plan_table(plan: &Plan, due: &[DueImage], batch_size: usize) -> String {
         "{} due, {} before caps{}; {} batch-scan call(s) of at most {batch_size}\n",
         plan.due.len(),
         plan.due_before_caps,
-        plan.cut_by.map_or_else(String::new, |cap| format!(
-            " (cut by {})",
-            serde_json::to_value(cap)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default()
-        )),
+        plan.cut_by
+            .map_or_else(String::new, |cap| format!(" (cut by {})", wire_name(&cap))),
         batches,
     ));
     out

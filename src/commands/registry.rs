@@ -19,7 +19,6 @@ use secrecy::SecretString;
 
 use super::UsageError;
 use super::output::print;
-use crate::app;
 use crate::cli::{
     Output, PasswordArgs, REGISTRY_PASSWORD_ENV, RegistryAddArgs, RegistryCommand,
     UploadCommandArgs,
@@ -28,23 +27,25 @@ use crate::config::{
     PasswordSource, RegistryApiVersion, RegistryProtocol, RegistrySettings, RegistrySpec,
     RegistryType, ScanImageChannel, Settings, registry_limits as limits,
 };
-use crate::hss::client::HssClient;
-use crate::hss::model::{AddRegistryRequest, RegistryInfo, UploadCommand, UploadCommandRequest};
+use crate::hss::registries::{
+    self, AddRegistryRequest, RegistryInfo, UploadCommand, UploadCommandRequest,
+};
+use crate::hss::transport::client::HssClient;
+use crate::startup::Startup;
 
-pub(super) async fn run(command: RegistryCommand, settings: &Settings) -> anyhow::Result<()> {
+pub(super) async fn run(command: RegistryCommand, startup: &Startup) -> anyhow::Result<()> {
     match command {
-        RegistryCommand::Add(args) => add(&args, settings).await,
-        RegistryCommand::UploadCommand(args) => upload_command(&args, settings).await,
-        RegistryCommand::Apply { dry_run } => apply(settings, dry_run).await,
+        RegistryCommand::Add(args) => add(&args, startup).await,
+        RegistryCommand::UploadCommand(args) => upload_command(&args, startup).await,
+        RegistryCommand::Apply { dry_run } => apply(startup, dry_run).await,
     }
 }
 
-async fn add(args: &RegistryAddArgs, settings: &Settings) -> anyhow::Result<()> {
-    let (spec, input) = check_add(args, settings).map_err(usage)?;
+async fn add(args: &RegistryAddArgs, startup: &Startup) -> anyhow::Result<()> {
+    let (spec, input) = check_add(args, startup.settings()).map_err(usage)?;
     let password = read_password(input).map_err(usage)?;
-    let client = client_for(settings, &args.target)?;
-    client
-        .add_registry(&add_request(&spec, password))
+    let client = client_for(startup, &args.target)?;
+    registries::add(&client, &add_request(&spec, password))
         .await
         .with_context(|| {
             format!(
@@ -69,18 +70,18 @@ async fn add(args: &RegistryAddArgs, settings: &Settings) -> anyhow::Result<()> 
     print(&text).context("could not print the result")
 }
 
-async fn upload_command(args: &UploadCommandArgs, settings: &Settings) -> anyhow::Result<()> {
+async fn upload_command(args: &UploadCommandArgs, startup: &Startup) -> anyhow::Result<()> {
+    let settings = startup.settings();
     let input = check_upload(args, settings).map_err(usage)?;
     let password = read_password(input).map_err(usage)?;
-    let client = client_for(settings, &args.target)?;
+    let client = client_for(startup, &args.target)?;
     let request = UploadCommandRequest {
         registry_addr: args.addr.clone(),
         namespace: args.namespace.clone(),
         username: args.username.clone(),
         password,
     };
-    let command = client
-        .image_upload_command(&request)
+    let command = registries::upload_command(&client, &request)
         .await
         .with_context(|| format!("target {}: HSS gave no upload command", args.target))?;
     let text = match args.output {
@@ -149,16 +150,16 @@ impl Applied {
     }
 }
 
-async fn apply(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
+async fn apply(startup: &Startup, dry_run: bool) -> anyhow::Result<()> {
+    let settings = startup.settings();
     if settings.registries.is_empty() {
         return print("no [[registries]] configured; nothing to apply\n")
             .context("could not print the result");
     }
-    let credentials = app::credentials(&settings.credentials)?;
-    let clients = app::target_clients(settings, &credentials, None)?;
+    let clients = startup.clients()?;
     let mut tally = Tally::default();
-    for target_client in &clients {
-        let target = &target_client.target.name;
+    for (target, client) in &clients {
+        let target = &target.name;
         let wanted: Vec<(usize, &RegistrySettings)> = settings
             .registries
             .iter()
@@ -168,8 +169,7 @@ async fn apply(settings: &Settings, dry_run: bool) -> anyhow::Result<()> {
         if wanted.is_empty() {
             continue;
         }
-        let client = &target_client.client;
-        let present = client.list_registries().await.map_err(|err| {
+        let present = registries::list(client).await.map_err(|err| {
             tracing::warn!(hss_target = %target, error = %err, "cannot list the registries HSS has");
             format!("cannot list the registries HSS has: {err}")
         });
@@ -250,8 +250,7 @@ async fn add_configured(
 ) -> anyhow::Result<()> {
     let context = || format!("registries[{index}]");
     let password = configured_password(registry).with_context(context)?;
-    client
-        .add_registry(&add_request(&registry.spec(), password))
+    registries::add(client, &add_request(&registry.spec(), password))
         .await
         .with_context(|| format!("{}: HSS did not add it", context()))
 }
@@ -372,12 +371,12 @@ fn add_request(spec: &RegistrySpec, password: SecretString) -> AddRegistryReques
 }
 
 /// The client of a configured target. Fails (exit 78) when the credentials are missing.
-fn client_for(settings: &Settings, target: &str) -> anyhow::Result<HssClient> {
-    let credentials = app::credentials(&settings.credentials)?;
-    app::target_clients(settings, &credentials, None)?
+fn client_for(startup: &Startup, target: &str) -> anyhow::Result<HssClient> {
+    startup
+        .clients()?
         .into_iter()
-        .find(|target_client| target_client.target.name == target)
-        .map(|target_client| target_client.client)
+        .find(|(configured, _)| configured.name == target)
+        .map(|(_, client)| client)
         .with_context(|| format!("target {target} is not configured"))
 }
 

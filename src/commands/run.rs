@@ -2,9 +2,9 @@
 
 use std::path::Path;
 
-use crate::config::Settings;
 use crate::daemon::{self, DaemonOptions};
+use crate::startup::Startup;
 
-pub(super) async fn run(config_path: &Path, settings: Settings) -> anyhow::Result<()> {
-    daemon::run(config_path.to_owned(), settings, DaemonOptions::default()).await
+pub(super) async fn run(config_path: &Path, startup: Startup) -> anyhow::Result<()> {
+    daemon::run(config_path.to_owned(), startup, DaemonOptions::default()).await
 }

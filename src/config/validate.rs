@@ -10,7 +10,8 @@ use croner::parser::{CronParser, Seconds};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::domain::{ImageType, Target, limits};
+use crate::domain::{ImageType, Target};
+use crate::hss::legacy::limits;
 
 use super::{CredentialSource, CredentialsSettings, HssSettings, PolicySettings, Settings};
 

@@ -12,7 +12,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 
 use super::Daemon;
-use crate::status;
 
 pub fn router(daemon: Arc<Daemon>) -> Router {
     Router::new()
@@ -57,7 +56,7 @@ async fn readyz(State(daemon): State<Arc<Daemon>>) -> Response {
 
 async fn status(State(daemon): State<Arc<Daemon>>) -> Response {
     let app = daemon.app();
-    match status::gather(&app.store, &app.targets(), &app.settings.policy).await {
+    match daemon.status(&app).await {
         Ok(report) => axum::Json(report).into_response(),
         Err(err) => {
             tracing::warn!(error = %err, "/status: cannot read the database");

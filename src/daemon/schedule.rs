@@ -7,8 +7,9 @@ use anyhow::Context as _;
 use tokio_cron_scheduler::{Job as CronJob, JobScheduler};
 use uuid::Uuid;
 
-use super::{Daemon, Job};
+use super::Daemon;
 use crate::config::ScheduleSettings;
+use crate::domain::Job;
 
 /// The running scheduler and the ids of the jobs a reload replaces.
 pub struct Schedules {

@@ -4,6 +4,7 @@ use proptest::prelude::*;
 
 use super::*;
 use crate::config::Settings;
+use crate::domain::ImageType;
 
 const HOUR: i64 = 3_600_000;
 const DAY: i64 = 24 * HOUR;
@@ -33,12 +34,12 @@ fn target() -> Target {
 
 fn image(id: i64, status: ScanStatus) -> Candidate {
     Candidate {
-        id,
+        row_id: id,
         image_type: ImageType::Private,
         namespace: "prod-web".into(),
         image_name: "api".into(),
         image_version: "v1".into(),
-        fits_batch_scan: true,
+        unsubmittable: None,
         scan_status: status,
         latest_scan_time: None,
         scannable: Some(true),
@@ -189,7 +190,9 @@ fn the_due_rules_table() {
         ),
         (
             "a field the batch-scan call would refuse",
-            with(Unscan, &|c| c.fits_batch_scan = false),
+            with(Unscan, &|c| {
+                c.unsubmittable = Some(Unsubmittable::FieldTooLong)
+            }),
             Verdict::Excluded(Excluded::FieldTooLong),
         ),
     ];
@@ -286,7 +289,7 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
     add(5, ScanStatus::Success, "hot", Some(NOW - 8 * DAY));
     add(6, ScanStatus::Unscan, "cold", None);
     let plan = planner.finish();
-    let ids: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
+    let ids: Vec<i64> = plan.due.iter().map(|d| d.row_id).collect();
     assert_eq!(ids, [5, 3, 6, 4, 2, 1]);
 }
 
@@ -324,7 +327,7 @@ fn caps_cut_the_ordered_list_and_say_which() {
         (plan.due.len(), plan.cut_by),
         (3, Some(Cap::MaxImagesPerRun))
     );
-    let ids: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
+    let ids: Vec<i64> = plan.due.iter().map(|d| d.row_id).collect();
     assert_eq!(ids, [0, 1, 2], "the first in order are kept");
 }
 
@@ -378,7 +381,7 @@ proptest! {
         // The store never yields the same row twice; model that.
         let mut seen = HashSet::new();
         let candidates: Vec<Candidate> =
-            candidates.into_iter().filter(|c| seen.insert(c.id)).collect();
+            candidates.into_iter().filter(|c| seen.insert(c.row_id)).collect();
         let name: Arc<str> = Arc::from("t");
         let mut planner = Planner::new(&p, budget_left);
         for c in &candidates {
@@ -391,11 +394,11 @@ proptest! {
         for c in &candidates {
             everything.add(&target(), &name, c, &p, NOW);
         }
-        let full: Vec<i64> = everything.finish().due.iter().map(|d| d.id).collect();
-        let kept: Vec<i64> = plan.due.iter().map(|d| d.id).collect();
+        let full: Vec<i64> = everything.finish().due.iter().map(|d| d.row_id).collect();
+        let kept: Vec<i64> = plan.due.iter().map(|d| d.row_id).collect();
         prop_assert_eq!(&full[..kept.len()], &kept[..]);
 
-        let ids: HashSet<i64> = plan.due.iter().map(|d| d.id).collect();
+        let ids: HashSet<i64> = plan.due.iter().map(|d| d.row_id).collect();
         prop_assert_eq!(ids.len(), plan.due.len(), "an image twice");
         if max_per_run > 0 {
             prop_assert!(plan.due.len() as u64 <= max_per_run);
@@ -408,7 +411,7 @@ proptest! {
             prop_assert!(order_key(&pair[0]) <= order_key(&pair[1]), "out of order");
         }
         for d in &plan.due {
-            let c = candidates.iter().find(|c| c.id == d.id).expect("a planned image is a candidate");
+            let c = candidates.iter().find(|c| c.row_id == d.row_id).expect("a planned image is a candidate");
             prop_assert!(!c.namespace.starts_with("sandbox-"), "a skipped image");
             prop_assert!(c.scannable != Some(false));
             prop_assert!(c.scan_status != ScanStatus::ImageOversized);

@@ -6,7 +6,8 @@ use axum::Json;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::domain::{ImageType, limits};
+use crate::domain::ImageType;
+use crate::hss::legacy::limits;
 
 use super::Sim;
 use super::dataset::{Filter, FilterSpec, Status, Submitted, kind_of};

@@ -1,41 +1,43 @@
-//! The SQLite store: the only module with SQL. One file per table family.
+//! The database behind a facade: the only module with SQL.
 //!
-//! Set-up follows DESIGN section 3: WAL, `synchronous=NORMAL`, foreign keys, a busy timeout,
-//! exactly one writer connection (so writers queue in the pool instead of failing with
-//! `SQLITE_BUSY`), readers on their own pool, and write transactions that start with
-//! `BEGIN IMMEDIATE` so that a transaction never has to upgrade its lock half-way.
+//! [`Store`] is what the rest of the program uses: domain-level methods, each one transaction,
+//! named in the operator's words. It delegates to a [`Backend`], one per database, chosen by
+//! the scheme of `database.url` in [`open`] (as atuin's server picks its `Database` and garage
+//! wraps its engines in `Db(Arc<dyn IDb>)`). A backend's tricks stay inside its folder
+//! ([`sqlite`] packs reads, tunes its page cache and tells dead processes by `/proc`); the row
+//! types every backend shares are in [`model`]. One conformance suite, written against the
+//! facade, runs against every backend.
+//!
+//! Every time the store records (a run's start, a batch's submission) comes from the
+//! [`Clock`] the store was opened with, the same one the pipeline decides by.
 
-mod images;
-mod job_runs;
-mod owner;
-mod submissions;
-mod sync_runs;
+mod model;
+mod sqlite;
 
-use std::str::FromStr;
-use std::time::Duration;
+#[cfg(test)]
+mod conformance;
 
-use sqlx::sqlite::{SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous};
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use std::collections::HashMap;
+use std::fmt;
+use std::sync::Arc;
 
-pub use images::{ImageCount, KnownImage, PreparedImage};
-pub use owner::ProcessOwner;
-pub use submissions::{Batch, BatchError, DueImage, ItemOutcome, OpenItem};
-pub use sync_runs::{SyncOutcome, SyncRun, SyncRunCounts};
+use async_trait::async_trait;
 
-/// How long a connection waits for a lock held by another process (a CLI command beside the
-/// daemon) before giving up.
-const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
-/// Page cache of the writer, in KiB (SQLite's negative `cache_size`). A scan's writes fit
-/// in this; a sync raises it to [`BULK_WRITER_CACHE_KIB`] while it runs, because the
-/// default 2 MiB makes inserts into a large inventory's indexes miss the cache, and keeping
-/// 16 MiB for the daemon's whole life would be a third of a scan's peak memory.
-const WRITER_CACHE_KIB: i64 = 4 * 1024;
-const BULK_WRITER_CACHE_KIB: i64 = 16 * 1024;
-const READER_CACHE_KIB: i64 = 2 * 1024;
-const READERS: u32 = 4;
+use crate::domain::{BatchFailure, Candidate, Clock, Image, ImageType, Job, JobOutcome, Planned};
 
+pub use model::{
+    Batch, BatchStatus, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch, OpenItem,
+    PreparedImage, SyncOutcome, SyncRun, SyncRunCounts,
+};
+
+/// Every way the store fails. Each names what was being done; none is worth retrying by the
+/// caller except by running the job again.
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
+    #[error(
+        "database.url: {scheme:?} is not a database hss-scand can use; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db"
+    )]
+    Scheme { scheme: String },
     #[error("cannot open the database {url}: {source}")]
     Open {
         url: String,
@@ -58,173 +60,443 @@ pub enum StoreError {
     },
 }
 
-/// Adds what was being done to a sqlx error.
-trait Context<T> {
-    fn context(self, what: &'static str) -> Result<T, StoreError>;
-}
-
-impl<T> Context<T> for Result<T, sqlx::Error> {
-    fn context(self, what: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query { what, source })
-    }
+/// Opens (creating it if needed) and migrates the database `url` names, by its scheme.
+pub async fn open(url: &str, clock: Clock) -> Result<Store, StoreError> {
+    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
+    let backend: Arc<dyn Backend> = match scheme.to_ascii_lowercase().as_str() {
+        "sqlite" => Arc::new(sqlite::SqliteBackend::open(url, clock.now_ms()).await?),
+        _ => {
+            return Err(StoreError::Scheme {
+                scheme: scheme.to_owned(),
+            });
+        }
+    };
+    Ok(Store { backend, clock })
 }
 
 /// The database, opened and migrated. Cheap to clone.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct Store {
-    writer: SqlitePool,
-    reader: SqlitePool,
-    owner: ProcessOwner,
+    backend: Arc<dyn Backend>,
+    clock: Clock,
+}
+
+impl fmt::Debug for Store {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Store")
+            .field("backend", &self.backend)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What a database must do for hss-scand: the facade's methods, with the time passed in.
+#[async_trait]
+pub(crate) trait Backend: Send + Sync + fmt::Debug {
+    // The inventory.
+    async fn known_images(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<HashMap<i64, KnownImage>, StoreError>;
+    async fn upsert_images(
+        &self,
+        target: &str,
+        images: &[PreparedImage],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn mark_deleted(&self, row_ids: &[i64], now: i64) -> Result<u64, StoreError>;
+    async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError>;
+    async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError>;
+    async fn present_images(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<Image>, StoreError>;
+    /// Tune for (`true`) or back from (`false`) the bulk writes of a sync.
+    async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError>;
+    /// [`Backend::bulk_writes`]`(false)` from a context that cannot wait for it.
+    fn end_bulk_writes_in_background(&self);
+
+    // The policy's view.
+    async fn visit_candidates(
+        &self,
+        target: &str,
+        with_names: bool,
+        visit: &mut (dyn for<'c> FnMut(&'c Candidate) + Send),
+    ) -> Result<(), StoreError>;
+    async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError>;
+
+    // Submissions.
+    async fn submitted_since(&self, since: i64) -> Result<u64, StoreError>;
+    async fn record_pending_batch(
+        &self,
+        batch: &NewBatch<'_>,
+        items: &[DueImage],
+        now: i64,
+    ) -> Result<i64, StoreError>;
+    async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError>;
+    async fn mark_batch_unknown(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn mark_batch_failed(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn open_items(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<OpenItem>, StoreError>;
+    async fn close_items(
+        &self,
+        outcomes: &[(OpenItem, ItemOutcome)],
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError>;
+
+    // The run log.
+    async fn start_sync_run(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+    async fn finish_sync_run(
+        &self,
+        id: i64,
+        outcome: SyncOutcome,
+        counts: &SyncRunCounts,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError>;
+    async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError>;
+    async fn start_job_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<i64, StoreError>;
+    async fn finish_job_run(
+        &self,
+        id: i64,
+        outcome: JobOutcome,
+        summary: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn record_skipped_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<(), StoreError>;
+    async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError>;
+    async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError>;
+
+    // The connection.
+    async fn ping(&self) -> Result<(), StoreError>;
+    async fn close(&self);
 }
 
 impl Store {
-    /// Opens (creating it if needed) and migrates the database at `url`
-    /// (`sqlite://path/to/file.db`), then marks runs left `running` by a dead process as
-    /// interrupted.
-    #[tracing::instrument(skip_all, err, fields(url = %url))]
-    pub async fn open(url: &str) -> Result<Store, StoreError> {
-        let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
-            source,
-        };
-        let options = SqliteConnectOptions::from_str(url)
-            .map_err(open_err)?
-            .create_if_missing(true)
-            .journal_mode(SqliteJournalMode::Wal)
-            .synchronous(SqliteSynchronous::Normal)
-            .foreign_keys(true)
-            .busy_timeout(BUSY_TIMEOUT)
-            .pragma("temp_store", "memory");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-            )
-            .await
-            .map_err(open_err)?;
-        sqlx::migrate!("./migrations")
-            .run(&writer)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                url: url.to_owned(),
-                source,
-            })?;
-        let reader = SqlitePoolOptions::new()
-            .max_connections(READERS)
-            .connect_with(
-                options
-                    .read_only(true)
-                    .pragma("cache_size", format!("-{READER_CACHE_KIB}")),
-            )
-            .await
-            .map_err(open_err)?;
-        let store = Store {
-            writer,
-            reader,
-            owner: ProcessOwner::current(),
-        };
-        store.close_dead_runs().await?;
-        store.close_dead_job_runs().await?;
-        Ok(store)
+    /// The clock this store records times by.
+    pub fn clock(&self) -> &Clock {
+        &self.clock
     }
 
-    /// A write transaction that holds the write lock from its first statement.
-    async fn write(&self) -> Result<Transaction<'static, Sqlite>, StoreError> {
-        self.writer
-            .begin_with("BEGIN IMMEDIATE")
-            .await
-            .context("begin a write transaction")
-    }
+    // ----- The inventory -----
 
-    /// Gives the writer the larger page cache of a bulk write (`true`, for a sync) or the
-    /// everyday one back (`false`; SQLite frees the pages above the new size).
-    pub async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
-        let kib = if bulk {
-            BULK_WRITER_CACHE_KIB
-        } else {
-            WRITER_CACHE_KIB
-        };
-        // The writer pool holds one connection, so the setting stays with it.
-        sqlx::query(sqlx::AssertSqlSafe(format!("PRAGMA cache_size = -{kib}")))
-            .execute(&self.writer)
-            .await
-            .context("resize the write cache")?;
-        Ok(())
-    }
-
-    /// Marks the `running` rows of `table` (`sync_runs`, `job_runs`) whose owning process
-    /// is gone as `interrupted`, with `why` as their error.
-    async fn close_runs_of_dead_processes(
+    /// Key hash → what is stored, for every image (present or deleted) of a target and type.
+    pub async fn known_images(
         &self,
-        table: &'static str,
-        why: &'static str,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
+        self.backend.known_images(target, image_type).await
+    }
+
+    /// Inserts new images and rewrites changed or returning ones, in one transaction. A row
+    /// whose content hash is unchanged and which is present is left untouched, even if the
+    /// caller sends it.
+    pub async fn upsert_images(
+        &self,
+        target: &str,
+        images: &[PreparedImage],
     ) -> Result<(), StoreError> {
-        let running: Vec<(i64, String)> = sqlx::query_as(sqlx::AssertSqlSafe(format!(
-            "SELECT id, owner FROM {table} WHERE outcome = 'running'"
-        )))
-        .fetch_all(&self.writer)
-        .await
-        .context("find unfinished runs")?;
-        let dead: Vec<i64> = running
-            .into_iter()
-            .filter(|(_, owner)| ProcessOwner::is_dead(owner))
-            .map(|(id, _)| id)
-            .collect();
-        if dead.is_empty() {
+        if images.is_empty() {
             return Ok(());
         }
-        let mut tx = self.write().await?;
-        let mut q: sqlx::QueryBuilder<Sqlite> = sqlx::QueryBuilder::new(format!(
-            "UPDATE {table} SET outcome = 'interrupted', finished_at = "
-        ));
-        q.push_bind(now_ms())
-            .push(", error = ")
-            .push_bind(why)
-            .push(" WHERE id");
-        push_in_list(&mut q, dead.iter().copied());
-        q.build()
-            .execute(&mut *tx)
+        self.backend
+            .upsert_images(target, images, self.clock.now_ms())
             .await
-            .context("close interrupted runs")?;
-        tx.commit().await.context("close interrupted runs")?;
-        tracing::warn!(
-            table,
-            runs = dead.len(),
-            "closed runs whose process had stopped"
-        );
-        Ok(())
     }
+
+    /// Marks the images of these rows deleted; returns how many were present.
+    pub async fn mark_deleted(&self, row_ids: &[i64]) -> Result<u64, StoreError> {
+        self.backend
+            .mark_deleted(row_ids, self.clock.now_ms())
+            .await
+    }
+
+    /// Present images per target, type and scan status.
+    pub async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
+        self.backend.image_counts().await
+    }
+
+    /// Images (present or deleted) inserted or rewritten at or after `since` (ms): what a
+    /// sync actually wrote.
+    pub async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError> {
+        self.backend.images_changed_since(since).await
+    }
+
+    /// Present images of a target and type, in key order (for tests and tools; the policy
+    /// reads its own projection).
+    pub async fn present_images(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<Image>, StoreError> {
+        self.backend.present_images(target, image_type).await
+    }
+
+    /// Tunes the database for the bulk writes of a sync until the returned guard is
+    /// finished (or dropped, on an early return or a panic).
+    pub async fn bulk_writes(&self) -> Result<BulkWrites, StoreError> {
+        self.backend.bulk_writes(true).await?;
+        Ok(BulkWrites {
+            backend: Some(Arc::clone(&self.backend)),
+        })
+    }
+
+    // ----- The policy's view -----
+
+    /// Every present image of `target`, as the policy sees it, handed to `visit` one by one
+    /// so that the inventory is never held in memory as a whole. `with_names`: fill in
+    /// namespace, name and tag (only `[[policy.rules]]` need them).
+    pub async fn visit_candidates(
+        &self,
+        target: &str,
+        with_names: bool,
+        // A trait object, not a generic closure: a future holding a closure generic over
+        // the lifetime of its argument is not provably `Send` (rust-lang/rust#64552).
+        visit: &mut (dyn for<'c> FnMut(&'c Candidate) + Send),
+    ) -> Result<(), StoreError> {
+        self.backend
+            .visit_candidates(target, with_names, visit)
+            .await
+    }
+
+    /// The identities and current state of `planned` images, in the same order, for a batch
+    /// or a page of output. Images deleted since the plan was made are left out.
+    pub async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
+        self.backend.due_images(planned).await
+    }
+
+    // ----- Submissions -----
+
+    /// Images submitted since `since` (ms) in batches HSS may have taken (`sent` or
+    /// `pending`): what the daily budget has used.
+    pub async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
+        self.backend.submitted_since(since).await
+    }
+
+    /// Commits a batch and its items as `pending`, and marks its images in flight, before
+    /// the call is made. Earlier open items of the same images are closed as superseded.
+    pub async fn record_pending_batch(
+        &self,
+        batch: &NewBatch<'_>,
+        items: &[DueImage],
+    ) -> Result<i64, StoreError> {
+        self.backend
+            .record_pending_batch(batch, items, self.clock.now_ms())
+            .await
+    }
+
+    /// HSS accepted the batch.
+    pub async fn mark_batch_sent(&self, batch_id: i64) -> Result<(), StoreError> {
+        self.backend
+            .mark_batch_sent(batch_id, self.clock.now_ms())
+            .await
+    }
+
+    /// The call ended without telling whether HSS took the batch: it stays `pending`, its
+    /// images stay in flight, and the next syncs decide.
+    pub async fn mark_batch_unknown(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .mark_batch_unknown(batch_id, failure, self.clock.now_ms())
+            .await
+    }
+
+    /// HSS certainly did not take the batch: its items are rejected and their images go back
+    /// to how they were before, so that the policy sees them due again.
+    pub async fn mark_batch_failed(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .mark_batch_failed(batch_id, failure, self.clock.now_ms())
+            .await
+    }
+
+    /// The open items of a target and type, with their image's current state.
+    pub async fn open_items(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<OpenItem>, StoreError> {
+        self.backend.open_items(target, image_type).await
+    }
+
+    /// Closes items with their outcomes, in one transaction, and moves their images on:
+    /// out of flight; a failed scan adds to the image's consecutive failures and a success
+    /// clears them; a lost submission gives the image back its earlier submission time, so
+    /// that it is due again under its old reason.
+    pub async fn close_items(
+        &self,
+        outcomes: &[(OpenItem, ItemOutcome)],
+    ) -> Result<(), StoreError> {
+        if outcomes.is_empty() {
+            return Ok(());
+        }
+        self.backend
+            .close_items(outcomes, self.clock.now_ms())
+            .await
+    }
+
+    /// The latest `limit` batches, newest first.
+    pub async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
+        self.backend.recent_batches(limit).await
+    }
+
+    // ----- The run log -----
+
+    /// Records the start of a sync; the row stays `running` until [`Store::finish_sync_run`].
+    pub async fn start_sync_run(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<i64, StoreError> {
+        self.backend
+            .start_sync_run(target, image_type, self.clock.now_ms())
+            .await
+    }
+
+    pub async fn finish_sync_run(
+        &self,
+        id: i64,
+        outcome: SyncOutcome,
+        counts: &SyncRunCounts,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .finish_sync_run(id, outcome, counts, error, self.clock.now_ms())
+            .await
+    }
+
+    /// The latest `limit` sync runs, newest first.
+    pub async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+        self.backend.recent_sync_runs(limit).await
+    }
+
+    /// When the last complete sync of `target` finished (ms).
+    pub async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
+        self.backend.last_complete_sync(target).await
+    }
+
+    /// Records the start of a run; it stays `running` until [`Store::finish_job_run`].
+    pub async fn start_job_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+    ) -> Result<i64, StoreError> {
+        self.backend
+            .start_job_run(job, run_id, trigger, self.clock.now_ms())
+            .await
+    }
+
+    /// Records how a run ended (`success` or `failure`), with its one-line summary.
+    pub async fn finish_job_run(
+        &self,
+        id: i64,
+        outcome: JobOutcome,
+        summary: &str,
+        error: Option<&str>,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .finish_job_run(id, outcome, summary, error, self.clock.now_ms())
+            .await
+    }
+
+    /// Records a tick that found the previous run of `job` still going.
+    pub async fn record_skipped_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+    ) -> Result<(), StoreError> {
+        self.backend
+            .record_skipped_run(job, run_id, trigger, self.clock.now_ms())
+            .await
+    }
+
+    /// When `job` last finished successfully (ms), to restore the metric after a restart.
+    pub async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
+        self.backend.last_job_success(job).await
+    }
+
+    /// The latest `limit` job runs, newest first.
+    pub async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
+        self.backend.recent_job_runs(limit).await
+    }
+
+    // ----- The connection -----
 
     /// Whether the database answers a query (for readiness checks).
     pub async fn ping(&self) -> Result<(), StoreError> {
-        sqlx::query("SELECT 1")
-            .execute(&self.reader)
-            .await
-            .context("reach the database")?;
-        Ok(())
+        self.backend.ping().await
     }
 
     /// Waits for pending writes and closes every connection.
     pub async fn close(&self) {
-        self.writer.close().await;
-        self.reader.close().await;
+        self.backend.close().await;
     }
 }
 
-/// Appends ` IN (?, ?, …)` with one bound id each; the caller keeps chunks small enough for
-/// SQLite's variable limit.
-fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: impl IntoIterator<Item = i64>) {
-    q.push(" IN (");
-    let mut list = q.separated(", ");
-    for id in ids {
-        list.push_bind(id);
-    }
-    q.push(")");
+/// The database tuned for a sync's bulk writes. [`BulkWrites::finish`] tunes it back and
+/// reports whether that worked; dropping the guard without finishing (an early return, a
+/// panic) still tunes it back, in the background.
+#[must_use = "finish() tunes the database back"]
+pub struct BulkWrites {
+    backend: Option<Arc<dyn Backend>>,
 }
 
-/// Milliseconds since the Unix epoch: the unit of every time in the database.
-pub fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
+impl BulkWrites {
+    pub async fn finish(mut self) -> Result<(), StoreError> {
+        match self.backend.take() {
+            Some(backend) => backend.bulk_writes(false).await,
+            None => Ok(()),
+        }
+    }
+}
+
+impl Drop for BulkWrites {
+    fn drop(&mut self) {
+        if let Some(backend) = self.backend.take() {
+            backend.end_bulk_writes_in_background();
+        }
+    }
 }

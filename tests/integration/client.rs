@@ -5,14 +5,22 @@ use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
 use hss_scand::domain::{ImageType, ScanStatus};
-use hss_scand::hss::client::{ApiObserver, HssClient};
-use hss_scand::hss::error::HssError;
-use hss_scand::hss::model::{
-    AddRegistryRequest, BatchScanItem, BatchScanRequest, ListSwrImages, UploadCommandRequest,
+use hss_scand::hss::legacy::LegacyApi;
+use hss_scand::hss::legacy::model::{
+    BatchScanItem, BatchScanRequest, ListSwrImages, ListSwrImagesResponse,
 };
+use hss_scand::hss::registries::{self, AddRegistryRequest, UploadCommandRequest};
+use hss_scand::hss::transport::client::{ApiObserver, HssClient};
+use hss_scand::hss::transport::error::HssError;
 use hss_scand::sim::{FaultKind, ScriptedFault, SimConfig};
 
-use crate::support::client::{client_for, client_with, spawn_sim};
+use crate::support::client::{client_for, client_with};
+use crate::support::sim::spawn_sim;
+
+/// The deprecated endpoints' adapter over `client`.
+fn api(client: &HssClient) -> LegacyApi {
+    LegacyApi::new(client.clone())
+}
 
 fn first_page(limit: u32, offset: u32) -> ListSwrImages {
     ListSwrImages {
@@ -63,7 +71,15 @@ fn two_items(page: &[hss_scand::domain::Image]) -> Vec<BatchScanItem> {
     page.iter()
         .filter(|i| i.namespace.len() <= 64 && i.image_name.len() <= 128)
         .take(2)
-        .map(BatchScanItem::for_image)
+        .map(|i| {
+            BatchScanItem::for_image(&hss_scand::domain::ImageIdentity {
+                namespace: i.namespace.clone(),
+                image_name: i.image_name.clone(),
+                image_version: i.image_version.clone(),
+                instance_id: i.instance_id.clone(),
+                instance_url: i.instance_url.clone(),
+            })
+        })
         .collect()
 }
 
@@ -72,7 +88,7 @@ async fn every_call_works_against_the_simulator() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_for(&sim);
 
-    let page = client
+    let page = api(&client)
         .list_swr_images(&first_page(50, 0))
         .await
         .expect("list");
@@ -80,13 +96,13 @@ async fn every_call_works_against_the_simulator() {
     assert!(page.total_num.unwrap_or(0) > 50);
     assert_eq!(page.unreadable_fields, 0);
 
-    client
+    api(&client)
         .synchronize(&ImageType::Private)
         .await
         .expect("synchronize");
 
     let items = two_items(&page.images);
-    client
+    api(&client)
         .batch_scan(&BatchScanRequest {
             image_info_list: items,
             operate_all: false,
@@ -95,8 +111,9 @@ async fn every_call_works_against_the_simulator() {
         .await
         .expect("batch scan");
 
-    client
-        .add_registry(&AddRegistryRequest {
+    registries::add(
+        &client,
+        &AddRegistryRequest {
             registry_name: "harbor-1".into(),
             registry_type: "Harbor".into(),
             api_version: "V2".into(),
@@ -107,19 +124,22 @@ async fn every_call_works_against_the_simulator() {
             namespace: None,
             connect_cluster_id: "cluster-1".into(),
             get_scan_image_channel: "Swr".into(),
-        })
-        .await
-        .expect("add registry");
+        },
+    )
+    .await
+    .expect("add registry");
 
-    let command = client
-        .image_upload_command(&UploadCommandRequest {
+    let command = registries::upload_command(
+        &client,
+        &UploadCommandRequest {
             registry_addr: "harbor.example.com".into(),
             namespace: "library".into(),
             username: "robot".into(),
             password: "s3cret".into(),
-        })
-        .await
-        .expect("upload command");
+        },
+    )
+    .await
+    .expect("upload command");
     assert!(!command.image_command.is_empty());
     assert!(!command.images_download_url.is_empty());
     assert!(!command.swr_image_pull_command.is_empty());
@@ -142,7 +162,7 @@ async fn paging_reaches_the_last_page_without_gaps() {
     let client = client_for(&sim);
     let (mut offset, mut seen, mut keys) = (0u32, 0usize, std::collections::HashSet::new());
     let total = loop {
-        let page = client
+        let page = api(&client)
             .list_swr_images(&first_page(200, offset))
             .await
             .expect("page");
@@ -182,7 +202,7 @@ async fn throttling_is_waited_out_honouring_retry_after() {
     ));
 
     let started = Instant::now();
-    client
+    api(&client)
         .list_swr_images(&first_page(10, 0))
         .await
         .expect("recovered");
@@ -209,12 +229,12 @@ async fn throttling_is_waited_out_honouring_retry_after() {
 async fn throttling_a_post_is_retried_because_it_was_not_accepted() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_for(&sim);
-    let page = client
+    let page = api(&client)
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("list");
     sim.fail_next(scripted("batch_scan", 1, status(429, "APIGW.0308", None)));
-    client
+    api(&client)
         .batch_scan(&BatchScanRequest {
             image_info_list: two_items(&page.images),
             operate_all: false,
@@ -234,7 +254,7 @@ async fn a_5xx_is_retried_for_a_get() {
         2,
         status(503, "HSS.0500", None),
     ));
-    client
+    api(&client)
         .list_swr_images(&first_page(10, 0))
         .await
         .expect("third attempt succeeds");
@@ -245,12 +265,12 @@ async fn a_5xx_is_retried_for_a_get() {
 async fn a_5xx_is_not_retried_for_a_post_and_its_outcome_is_unknown() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_for(&sim);
-    let page = client
+    let page = api(&client)
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("list");
     sim.fail_next(scripted("batch_scan", 1, status(500, "HSS.0500", None)));
-    let err = client
+    let err = api(&client)
         .batch_scan(&BatchScanRequest {
             image_info_list: two_items(&page.images),
             operate_all: false,
@@ -275,13 +295,13 @@ async fn a_timeout_is_retried_for_a_get_and_not_for_a_post() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_with(&sim, |o| o.request_timeout = Duration::from_millis(700));
     sim.fail_next(scripted("list_swr_images", 1, FaultKind::Hang));
-    let page = client
+    let page = api(&client)
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("retried");
 
     sim.fail_next(scripted("batch_scan", 1, FaultKind::Hang));
-    let err = client
+    let err = api(&client)
         .batch_scan(&BatchScanRequest {
             image_info_list: two_items(&page.images),
             operate_all: false,
@@ -298,7 +318,7 @@ async fn a_timeout_is_retried_for_a_get_and_not_for_a_post() {
 async fn a_bad_signature_is_final_and_names_apigw_0301() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = crate::support::client::client_with_keys(&sim, "sim-ak", "not-the-secret");
-    let err = client
+    let err = api(&client)
         .list_swr_images(&first_page(10, 0))
         .await
         .expect_err("rejected");
@@ -315,7 +335,7 @@ async fn a_malformed_answer_is_an_error_not_a_panic() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_with(&sim, |o| o.max_retries = 2);
     sim.fail_next(scripted("list_swr_images", 10, FaultKind::Malformed));
-    let err = client
+    let err = api(&client)
         .list_swr_images(&first_page(10, 0))
         .await
         .expect_err("unreadable every time");
@@ -330,7 +350,7 @@ async fn a_malformed_answer_is_an_error_not_a_panic() {
     );
 
     sim.fail_next(scripted("list_swr_images", 1, FaultKind::Malformed));
-    client
+    api(&client)
         .list_swr_images(&first_page(10, 0))
         .await
         .expect("one bad answer is retried away");
@@ -341,7 +361,7 @@ async fn synchronize_failing_inside_a_200_is_an_error() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_for(&sim);
     sim.fail_next(scripted("synchronize", 1, FaultKind::SyncErrorInBody));
-    let err = client
+    let err = api(&client)
         .synchronize(&ImageType::Shared)
         .await
         .expect_err("error_code 1 in the body");
@@ -362,7 +382,7 @@ async fn a_batch_over_10241_items_is_rejected_as_too_large() {
         instance_id: None,
         instance_url: None,
     };
-    let err = client
+    let err = api(&client)
         .batch_scan(&BatchScanRequest {
             image_info_list: vec![item; 10_242],
             operate_all: false,
@@ -384,7 +404,7 @@ async fn loose_numbers_and_unknown_statuses_are_read_leniently() {
     })
     .await;
     let client = client_for(&sim);
-    let page = client
+    let page = api(&client)
         .list_swr_images(&first_page(200, 0))
         .await
         .expect("parses");
@@ -393,7 +413,7 @@ async fn loose_numbers_and_unknown_statuses_are_read_leniently() {
     let with_numbers = page
         .images
         .iter()
-        .filter(|i| i.id.is_some() && i.latest_update_time.is_some())
+        .filter(|i| i.hss_record_id.is_some() && i.latest_update_time.is_some())
         .count();
     assert!(with_numbers > 100, "numeric strings were read as numbers");
     assert!(
@@ -407,13 +427,17 @@ async fn loose_numbers_and_unknown_statuses_are_read_leniently() {
 #[tokio::test]
 async fn the_client_shares_one_rate_limit() {
     let sim = spawn_sim(SimConfig::default()).await;
-    let limiter = hss_scand::hss::client::rate_limiter(std::num::NonZeroU32::new(5).unwrap());
+    let limiter =
+        hss_scand::hss::transport::client::rate_limiter(std::num::NonZeroU32::new(5).unwrap());
     let client: HssClient = crate::support::client::client_with_limiter(&sim, limiter.clone());
     let other: HssClient = crate::support::client::client_with_limiter(&sim, limiter);
     let started = Instant::now();
     for i in 0..8u32 {
         let c = if i % 2 == 0 { &client } else { &other };
-        c.list_swr_images(&first_page(1, i)).await.expect("list");
+        api(c)
+            .list_swr_images(&first_page(1, i))
+            .await
+            .expect("list");
     }
     // A burst of 5, then 3 more at 5/s: at least 0.4 s even on the fastest machine.
     assert!(
@@ -430,9 +454,8 @@ fn the_seed_pages_example_answer_parses() {
     let text =
         std::fs::read_to_string(crate::support::fixture("seed-list-swr-images-example.json"))
             .expect("fixture");
-    let wire: hss_scand::hss::model::ListSwrImagesResponse =
-        serde_json::from_str(&text).expect("parses");
-    let page = hss_scand::hss::model::ImagePage::from_wire(wire, &ImageType::Private);
+    let wire: ListSwrImagesResponse = serde_json::from_str(&text).expect("parses");
+    let page = wire.into_page(&ImageType::Private);
     assert_eq!(page.total_num, Some(3));
     assert_eq!(page.images.len(), 3);
     assert_eq!(
@@ -440,7 +463,7 @@ fn the_seed_pages_example_answer_parses() {
         "id and image_size of each of the three images"
     );
     let first = &page.images[0];
-    assert_eq!((first.id, first.image_size), (None, None));
+    assert_eq!((first.hss_record_id, first.image_size), (None, None));
     assert_eq!(first.latest_scan_time, Some(1_691_748_641_788));
     assert_eq!(first.scan_status, ScanStatus::Success);
     assert_eq!(page.images[1].image_type, ImageType::Shared);

@@ -2,7 +2,7 @@
 //! environment. A good configuration prints the effective one and exits 0; every kind of bad
 //! one exits 78 with exactly one line naming the file (or environment variable) and the key.
 
-use crate::support::app::{Outcome, config_check, config_file, run_hss_scand, shipped_config};
+use crate::support::cli::{Outcome, config_check, config_file, run_hss_scand, shipped_config};
 
 const TARGET: &str = r#"
 [[targets]]

@@ -10,12 +10,14 @@ use axum::http::{HeaderMap, StatusCode};
 use axum::routing::{get, put};
 use chrono::{Duration as ChronoDuration, Utc};
 use hss_scand::domain::ImageType;
-use hss_scand::hss::credentials::CredentialProvider;
-use hss_scand::hss::model::ListSwrImages;
+use hss_scand::hss::legacy::LegacyApi;
+use hss_scand::hss::legacy::model::ListSwrImages;
+use hss_scand::hss::transport::credentials::CredentialProvider;
 use hss_scand::sim::SimConfig;
 use secrecy::ExposeSecret;
 
-use crate::support::client::{client_with_all, spawn_sim};
+use crate::support::client::client_with_all;
+use crate::support::sim::spawn_sim;
 
 /// How the fake metadata service behaves.
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -186,8 +188,9 @@ async fn temporary_keys_sign_requests_the_simulator_accepts() {
     sim.add_credential("TEMP-AK-1", "TEMP-SK", Some("TEMP-TOKEN"));
     let fake = Arc::new(Fake::new(TokenMode::Required, 120));
     let provider = CredentialProvider::metadata(&serve(fake).await);
-    let limiter = hss_scand::hss::client::rate_limiter(std::num::NonZeroU32::new(100).unwrap());
-    let client = client_with_all(&sim, provider, limiter, |_| {});
+    let limiter =
+        hss_scand::hss::transport::client::rate_limiter(std::num::NonZeroU32::new(100).unwrap());
+    let client = LegacyApi::new(client_with_all(&sim, provider, limiter, |_| {}));
     let page = client
         .list_swr_images(&ListSwrImages {
             image_type: ImageType::Private,

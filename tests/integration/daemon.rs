@@ -10,8 +10,11 @@ use std::process::{Child, Command, Stdio};
 use std::sync::mpsc;
 use std::time::{Duration, Instant};
 
+use hss_scand::domain::Clock;
 use hss_scand::sim::SimConfig;
+use hss_scand::store;
 
+use crate::support::config::ConfigText;
 use crate::support::process::SimProcess;
 use crate::support::sim::spawn_sim;
 
@@ -170,20 +173,28 @@ fn metric(text: &str, series: &str) -> Option<f64> {
         .find_map(|l| l.strip_prefix(series)?.strip_prefix(' ')?.parse().ok())
 }
 
-fn write_config(path: &Path, db: &Path, endpoint: &str, extra: &str) {
-    std::fs::write(
-        path,
-        format!(
-            "[database]\nurl = \"sqlite://{db}\"\n[hss]\nendpoint = \"{endpoint}\"\n\
-             requests_per_second = 1\n[[targets]]\nname = \"prod\"\nregion = \"ap-southeast-1\"\n\
-             project_id = \"sim-project\"\nimage_types = [\"private_image\"]\n\
-             [schedule]\nsync = \"0 0 * * * *\"\nscan = \"*/2 * * * * *\"\n\
-             [daemon]\nsync_on_start = true\nshutdown_grace = \"20s\"\n\
-             [server]\nlisten = \"127.0.0.1:0\"\n[log]\nlevel = \"info\"\n{extra}",
-            db = db.display(),
-        ),
+/// The daemon's configuration: a slow account (one call a second), the hourly sync only at
+/// start-up, a scan every 2 s, as `adjust` changes it.
+fn write_config(
+    path: &Path,
+    db: &Path,
+    endpoint: &str,
+    adjust: impl FnOnce(ConfigText) -> ConfigText,
+) {
+    adjust(
+        ConfigText::new()
+            .database(db)
+            .endpoint(endpoint)
+            .set("hss.requests_per_second", "1")
+            .target("prod", "sim-project", &["private_image"])
+            .set("schedule.sync", r#""0 0 * * * *""#)
+            .set("schedule.scan", r#""*/2 * * * * *""#)
+            .set("daemon.sync_on_start", "true")
+            .set("daemon.shutdown_grace", r#""20s""#)
+            .set("server.listen", r#""127.0.0.1:0""#)
+            .set("log.level", r#""info""#),
     )
-    .expect("write the configuration");
+    .write(path);
 }
 
 /// Every `hss_scand_*` name the dashboard and the alert rules use.
@@ -213,12 +224,17 @@ async fn the_daemon_serves_reloads_skips_overlaps_and_stops_at_a_committed_step(
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("config.toml");
     let db = dir.path().join("hss-scand.db");
-    let good = "[policy]\nbatch_size = 20\n";
+    let good = |c: ConfigText| c.set("policy.batch_size", "20");
     write_config(&config, &db, &sim.base_url, good);
     let mut daemon = Daemon::start(dir.path(), &config);
 
     let first = daemon.wait_notify("READY=1");
-    assert!(first.iter().any(|m| m.contains("READY=1")), "{first:?}");
+    let ready = first.last().expect("the message with READY=1");
+    assert!(
+        ready.lines().any(|l| l == "STATUS=running"),
+        "READY comes with its status: {ready:?}"
+    );
+    assert!(first.iter().all(|m| !m.contains("STOPPING=1")), "{first:?}");
     assert_eq!(daemon.get("/healthz").await.0, 200);
     assert_eq!(daemon.get("/readyz").await.0, 200);
     let (code, status) = daemon.get("/status").await;
@@ -252,7 +268,9 @@ async fn the_daemon_serves_reloads_skips_overlaps_and_stops_at_a_committed_step(
     }
 
     // An invalid file is refused, named, counted; the old configuration keeps running.
-    write_config(&config, &db, &sim.base_url, "[policy]\nbatch_size = 0\n");
+    write_config(&config, &db, &sim.base_url, |c| {
+        c.set("policy.batch_size", "0")
+    });
     daemon.signal(libc::SIGHUP);
     let around = daemon.wait_notify("READY=1");
     assert!(
@@ -277,33 +295,29 @@ async fn the_daemon_serves_reloads_skips_overlaps_and_stops_at_a_committed_step(
     daemon.wait_notify("STOPPING=1");
     assert_eq!(daemon.wait_exit(), Some(0), "{}", daemon.log.join("\n"));
 
-    let pool = sqlx::SqlitePool::connect(&format!("sqlite://{}", db.display()))
+    let store = store::open(&format!("sqlite://{}", db.display()), Clock::system())
         .await
         .expect("the database opens");
-    let unanswered: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM scan_batches WHERE status = 'pending' AND answered_at IS NULL",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("count");
+    let batches = store.recent_batches(10_000).await.expect("batches");
+    let unanswered = batches
+        .iter()
+        .filter(|b| b.status == "pending" && b.answered_at.is_none())
+        .count();
     assert_eq!(unanswered, 0, "a batch left without a recorded answer");
-    let running: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE outcome = 'running'")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-    assert_eq!(running, 0, "a job run left running");
-    let stopped: i64 = sqlx::query_scalar(
-        "SELECT COUNT(*) FROM job_runs WHERE job = 'scan' AND summary LIKE '%shutting down%'",
-    )
-    .fetch_one(&pool)
-    .await
-    .expect("count");
-    let runs: Vec<(String, String, Option<String>)> =
-        sqlx::query_as("SELECT job, outcome, summary FROM job_runs ORDER BY id")
-            .fetch_all(&pool)
-            .await
-            .expect("runs");
+    let runs = store.recent_job_runs(10_000).await.expect("runs");
+    assert!(
+        runs.iter().all(|r| r.outcome != "running"),
+        "a job run left running: {runs:?}"
+    );
+    let stopped = runs
+        .iter()
+        .filter(|r| {
+            r.job == "scan"
+                && r.summary
+                    .as_deref()
+                    .is_some_and(|s| s.contains("shutting down"))
+        })
+        .count();
     daemon.log.extend(daemon.lines.try_iter());
     assert_eq!(
         stopped,
@@ -311,13 +325,11 @@ async fn the_daemon_serves_reloads_skips_overlaps_and_stops_at_a_committed_step(
         "the scan stopped between batches: {runs:?}\n{}",
         daemon.log.join("\n")
     );
-    let skipped: i64 =
-        sqlx::query_scalar("SELECT COUNT(*) FROM job_runs WHERE outcome = 'skipped'")
-            .fetch_one(&pool)
-            .await
-            .expect("count");
-    assert!(skipped >= 1, "skipped ticks are recorded");
-    pool.close().await;
+    assert!(
+        runs.iter().any(|r| r.outcome == "skipped"),
+        "skipped ticks are recorded"
+    );
+    store.close().await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -334,7 +346,7 @@ async fn promtool_accepts_a_real_scrape() {
         &config,
         &dir.path().join("hss-scand.db"),
         &sim.base_url(),
-        "",
+        |c| c,
     );
     let daemon = Daemon::start(dir.path(), &config);
     let text = daemon

@@ -6,6 +6,7 @@ mod support;
 
 mod client;
 mod config;
+mod crash;
 mod credentials;
 mod daemon;
 mod registry;

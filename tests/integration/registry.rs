@@ -6,15 +6,17 @@
 use std::collections::BTreeSet;
 use std::sync::{Arc, Mutex};
 
-use hss_scand::hss::model::{
-    AddRegistryRequest, RegistryInfo, UploadCommand, UploadCommandRequest,
+use hss_scand::hss::registries::{
+    self, AddRegistryRequest, RegistryInfo, UploadCommand, UploadCommandRequest,
 };
 use hss_scand::sim::{ScriptedFault, SimConfig, SimHandle};
 use tracing_subscriber::fmt::MakeWriter;
 
-use crate::support::app::{Outcome, config_check, run_hss_scand};
-use crate::support::client::{client_for, spawn_sim};
+use crate::support::cli::{Outcome, config_check, run_hss_scand};
+use crate::support::client::client_for;
+use crate::support::config::ConfigText;
 use crate::support::process::{SimProcess, run_hss_scand_with_stdin};
+use crate::support::sim::spawn_sim;
 
 /// The password every test uses, so that any leak is found by one search. The characters
 /// after the word change when percent-encoded, the word does not: searching for the word
@@ -40,23 +42,14 @@ impl Fixture {
     fn new(base_url: &str, project_id: &str, extra: &str) -> Fixture {
         let dir = tempfile::tempdir().expect("tempdir");
         let config = dir.path().join("config.toml");
-        let text = format!(
-            r#"
-[database]
-url = "sqlite://{db}"
-[hss]
-endpoint = "{base_url}"
-requests_per_second = 1000
-max_retries = 1
-[[targets]]
-name = "prod"
-region = "ap-southeast-1"
-project_id = "{project_id}"
-image_types = ["private_image"]
-{extra}"#,
-            db = dir.path().join("state.db").display(),
-        );
-        std::fs::write(&config, text).expect("write config");
+        ConfigText::new()
+            .database(&dir.path().join("state.db"))
+            .endpoint(base_url)
+            .set("hss.requests_per_second", "1000")
+            .set("hss.max_retries", "1")
+            .target("prod", project_id, &["private_image"])
+            .raw(extra)
+            .write(&config);
         Fixture {
             config: config.display().to_string(),
             dir,
@@ -193,8 +186,7 @@ fn assert_no_password(outcome: &Outcome) {
 }
 
 async fn registries(sim: &SimHandle) -> Vec<RegistryInfo> {
-    client_for(sim)
-        .list_registries()
+    registries::list(&client_for(sim))
         .await
         .expect("the registries are listed")
 }
@@ -209,8 +201,9 @@ async fn registry(sim: &SimHandle, name: &str) -> RegistryInfo {
 
 /// Adds a registry straight through the client, as if someone had done it before.
 async fn add_directly(sim: &SimHandle, name: &str) {
-    client_for(sim)
-        .add_registry(&AddRegistryRequest {
+    registries::add(
+        &client_for(sim),
+        &AddRegistryRequest {
             registry_name: name.into(),
             registry_type: "Harbor".into(),
             api_version: "V2".into(),
@@ -221,9 +214,10 @@ async fn add_directly(sim: &SimHandle, name: &str) {
             namespace: None,
             connect_cluster_id: "cluster-1".into(),
             get_scan_image_channel: "Swr".into(),
-        })
-        .await
-        .expect("the registry is added");
+        },
+    )
+    .await
+    .expect("the registry is added");
 }
 
 #[tokio::test]
@@ -556,15 +550,17 @@ async fn missing_hss_credentials_are_a_configuration_error_after_the_flags() {
 async fn upload_command_prints_the_three_fields_as_a_table_and_as_json() {
     let sim = spawn_sim(sim_config()).await;
     let f = Fixture::for_sim(&sim, "");
-    let expected = client_for(&sim)
-        .image_upload_command(&UploadCommandRequest {
+    let expected = registries::upload_command(
+        &client_for(&sim),
+        &UploadCommandRequest {
             registry_addr: "harbor.example.com:8443".into(),
             namespace: "security".into(),
             username: "robot".into(),
             password: "any".into(),
-        })
-        .await
-        .expect("the simulator answers");
+        },
+    )
+    .await
+    .expect("the simulator answers");
     assert!(
         expected
             .image_command
@@ -1234,22 +1230,25 @@ async fn the_client_and_the_simulator_log_no_password_at_trace_level() {
         connect_cluster_id: "cluster-1".into(),
         get_scan_image_channel: "Swr".into(),
     };
-    client.add_registry(&request("a")).await.expect("added");
-    let rejected = client
-        .add_registry(&request("a"))
+    registries::add(&client, &request("a"))
+        .await
+        .expect("added");
+    let rejected = registries::add(&client, &request("a"))
         .await
         .expect_err("the name is taken");
     assert!(!format!("{rejected} {rejected:?}").contains(MARKER));
-    client
-        .image_upload_command(&UploadCommandRequest {
+    registries::upload_command(
+        &client,
+        &UploadCommandRequest {
             registry_addr: "harbor.example.com".into(),
             namespace: "ns".into(),
             username: "robot".into(),
             password: PASSWORD.into(),
-        })
-        .await
-        .expect("upload command");
-    assert_eq!(client.list_registries().await.expect("listed").len(), 1);
+        },
+    )
+    .await
+    .expect("upload command");
+    assert_eq!(registries::list(&client).await.expect("listed").len(), 1);
     drop(guard);
 
     let logs = String::from_utf8_lossy(&captured.0.lock().expect("lock")).into_owned();

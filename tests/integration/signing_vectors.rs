@@ -259,14 +259,14 @@ fn a_changed_byte_changes_the_signature() {
 }
 
 /// The five `e2e-*` vectors are whole `HssClient` calls. Building the same calls with
-/// `hss::client::build_wire_request` must give the SDK's wire request to the byte: URL, every
+/// `hss::transport::client::build_wire_request` must give the SDK's wire request to the byte: URL, every
 /// header in order, body and `Authorization`.
 mod client_requests {
     use hss_scand::domain::ImageType;
-    use hss_scand::hss::client::{ApiRequest, ClientOptions, build_wire_request};
-    use hss_scand::hss::credentials::Credentials;
-    use hss_scand::hss::model::{BatchScanItem, BatchScanRequest};
-    use hss_scand::hss::wire_json;
+    use hss_scand::hss::legacy::model::{BatchScanItem, BatchScanRequest};
+    use hss_scand::hss::transport::client::{ApiRequest, ClientOptions, build_wire_request};
+    use hss_scand::hss::transport::credentials::Credentials;
+    use hss_scand::hss::transport::wire_json;
     use reqwest::Method;
     use serde_json::Value;
 

@@ -1,17 +1,14 @@
-//! A simulator on port 0 and HSS clients pointed at it.
+//! HSS clients pointed at a simulator.
 
 use std::num::NonZeroU32;
 use std::time::Duration;
 
-use hss_scand::hss::client::{ClientOptions, HssClient, SharedRateLimiter, rate_limiter};
-use hss_scand::hss::credentials::{CredentialProvider, Credentials};
+use hss_scand::hss::legacy::LegacyApi;
+use hss_scand::hss::transport::client::{
+    ClientOptions, HssClient, SharedRateLimiter, rate_limiter,
+};
+use hss_scand::hss::transport::credentials::{CredentialProvider, Credentials};
 use hss_scand::sim::{SimConfig, SimHandle};
-
-pub async fn spawn_sim(config: SimConfig) -> SimHandle {
-    hss_scand::sim::spawn(config, "127.0.0.1:0".parse().expect("addr"))
-        .await
-        .expect("simulator starts")
-}
 
 /// Options for the simulator's project: short timeout, a few fast retries.
 pub fn options_for(sim: &SimHandle) -> ClientOptions {
@@ -60,4 +57,9 @@ pub fn client_with_limiter(sim: &SimHandle, limiter: SharedRateLimiter) -> HssCl
     let d = SimConfig::default();
     let keys = CredentialProvider::fixed(Credentials::new(&d.ak, &d.sk, None));
     client_with_all(sim, keys, limiter, |_| {})
+}
+
+/// The deprecated-API adapter over [`client_for`].
+pub fn legacy_api(sim: &SimHandle) -> LegacyApi {
+    LegacyApi::new(client_for(sim))
 }

@@ -1,4 +1,5 @@
-//! Shared test helpers: fixtures, simulators and apps started on port 0.
+//! Shared test helpers: fixtures, simulators on port 0, configuration text, the real binary,
+//! and `rig::spawn_app`, which puts them together.
 #![allow(dead_code)]
 
 use std::path::PathBuf;
@@ -9,7 +10,9 @@ pub fn fixture(name: &str) -> PathBuf {
         .join("tests/fixtures")
         .join(name)
 }
-pub mod app;
+pub mod cli;
 pub mod client;
+pub mod config;
 pub mod process;
+pub mod rig;
 pub mod sim;

@@ -4,9 +4,9 @@
 use std::io::{BufRead, BufReader, Write};
 use std::process::{Child, Command, Stdio};
 
-use super::app::Outcome;
+use super::cli::Outcome;
 
-/// [`super::app::run_hss_scand`] with `stdin` written to the process's standard input.
+/// [`super::cli::run_hss_scand`] with `stdin` written to the process's standard input.
 pub fn run_hss_scand_with_stdin(args: &[&str], env: &[(&str, &str)], stdin: &str) -> Outcome {
     let mut child = Command::new(env!("CARGO_BIN_EXE_hss-scand"))
         .args(args)

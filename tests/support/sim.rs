@@ -14,8 +14,8 @@ pub async fn spawn_sim(config: SimConfig) -> SimHandle {
     spawn(config, listen).await.expect("the simulator starts")
 }
 
-/// A configuration for tests: a small account and scans that finish at once unless a test
-/// says otherwise.
+/// A configuration for tests: an account of `images` whose scans finish at once, and
+/// successfully, unless a test says otherwise.
 pub fn test_config(images: usize) -> SimConfig {
     let mut config = SimConfig {
         images,

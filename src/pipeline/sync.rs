@@ -1,5 +1,7 @@
-//! Sync: page through HSS's image list for each target and image type, write what changed,
-//! and close the run.
+//! Sync: page through HSS's image list for one target and image type, write what changed, and
+//! close the run. It only reads HSS and writes the inventory; what the listing means for our
+//! submissions is [`super::reconcile`]'s business, which the pipeline runs after a complete
+//! sync.
 //!
 //! Two rules keep the inventory true when HSS misbehaves. An image is marked deleted only by a
 //! sync that listed every page without error and saw the same `total_num` on every page, with
@@ -9,164 +11,121 @@
 //! known image are kept.
 
 use std::collections::HashMap;
-use std::time::Duration;
+use std::sync::Arc;
 
 use futures::StreamExt;
-use serde::Serialize;
+use tokio_util::task::AbortOnDropHandle;
 
-use crate::domain::{ImageType, Target};
-use crate::hss::client::HssClient;
-use crate::hss::error::HssError;
-use crate::hss::model::{ImagePage, ListSwrImages};
-use crate::store::{PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts, now_ms};
-use crate::submit::{self, Reconciled};
+use super::report::SyncReport;
+use crate::domain::{Clock, ImageType, Target};
+use crate::hss::{ImagePage, ImageSource, PageRequest, SourceError};
+use crate::store::{PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts};
 
 /// Pages in flight at once. The client's rate limit still applies; this only bounds memory
 /// and lets parsing overlap with writing.
 pub const PAGE_CONCURRENCY: usize = 4;
-
-/// How one target and image type was synced.
-#[derive(Debug, Clone, Serialize)]
-pub struct SyncReport {
-    pub target: String,
-    pub image_type: ImageType,
-    pub run_id: i64,
-    pub outcome: SyncOutcome,
-    pub counts: SyncRunCounts,
-    /// What went wrong, if anything (also when the listing still completed, e.g. a failed
-    /// `trigger_swr_sync`).
-    pub error: Option<String>,
-    /// How our submissions moved on; only a complete sync can tell.
-    pub reconciled: Option<Reconciled>,
-}
-
-/// How to sync.
-#[derive(Debug, Clone, Copy)]
-pub struct SyncOptions {
-    /// `hss.page_size`.
-    pub page_size: u32,
-    /// `policy.submit_grace`: how long HSS may take to show that it received a submission.
-    pub submit_grace: Duration,
-}
-
-impl SyncReport {
-    /// Everything asked for was done.
-    pub fn succeeded(&self) -> bool {
-        self.outcome == SyncOutcome::Complete && self.error.is_none()
-    }
-}
-
-/// Syncs every image type of `target`, one after the other. A type that fails does not stop
-/// the others; only a database failure ends the target's sync early.
-pub async fn sync_target(
-    store: &Store,
-    client: &HssClient,
-    target: &Target,
-    options: SyncOptions,
-) -> Result<Vec<SyncReport>, StoreError> {
-    let mut reports = Vec::with_capacity(target.image_types.len());
-    for image_type in &target.image_types {
-        reports.push(sync_image_type(store, client, target, image_type, options).await?);
-    }
-    Ok(reports)
-}
 
 /// Images written per transaction. Larger transactions write each touched index page to the
 /// WAL once instead of once per page of the listing; a crash loses only uncommitted pages,
 /// which the next sync writes again.
 const ROWS_PER_TRANSACTION: usize = 4_000;
 
-/// The per-image state of one sync: what the store had, and whether this listing saw it.
-struct Seen {
-    /// Row id; `None` for an image this sync inserted.
-    id: Option<i64>,
+/// Syncs every image type of `target`, one after the other. A type that fails does not stop
+/// the others; only a database failure ends the target's sync early.
+pub async fn sync_target(
+    store: &Store,
+    source: &Arc<dyn ImageSource>,
+    target: &Target,
+    page_size: u32,
+    clock: &Clock,
+) -> Result<Vec<SyncReport>, StoreError> {
+    let mut reports = Vec::with_capacity(target.image_types.len());
+    for image_type in &target.image_types {
+        reports.push(sync_image_type(store, source, target, image_type, page_size, clock).await?);
+    }
+    Ok(reports)
+}
+
+/// What the store had of one image, and whether this listing has shown it.
+struct Known {
+    /// `None` for an image this sync inserted.
+    row_id: Option<i64>,
     content_hash: i64,
     deleted: bool,
-    seen: bool,
+    listed: bool,
 }
 
 #[tracing::instrument(skip_all, fields(target = %target.name, image_type = %image_type))]
 pub async fn sync_image_type(
     store: &Store,
-    client: &HssClient,
+    source: &Arc<dyn ImageSource>,
     target: &Target,
     image_type: &ImageType,
-    options: SyncOptions,
+    page_size: u32,
+    clock: &Clock,
 ) -> Result<SyncReport, StoreError> {
-    let started_at = now_ms();
+    let started_at = clock.now_ms();
     let run_id = store.start_sync_run(&target.name, image_type).await?;
     let mut notes = Vec::new();
     if target.trigger_swr_sync
-        && let Err(err) = client.synchronize(image_type).await
+        && let Err(err) = source.refresh(image_type).await
     {
         // The list HSS already has is still worth reading; the failure is reported.
         notes.push(format!("trigger_swr_sync: {err}"));
     }
 
     let loading = std::time::Instant::now();
-    let known: HashMap<i64, Seen> = store
+    let known: HashMap<i64, Known> = store
         .known_images(&target.name, image_type)
         .await?
         .into_iter()
         .map(|(key, k)| {
-            let seen = Seen {
-                id: Some(k.id),
+            let known = Known {
+                row_id: Some(k.row_id),
                 content_hash: k.content_hash,
                 deleted: k.deleted,
-                seen: false,
+                listed: false,
             };
-            (key, seen)
+            (key, known)
         })
         .collect();
-
     tracing::debug!(
         known = known.len(),
         elapsed_ms = loading.elapsed().as_millis() as u64,
         "inventory index loaded"
     );
-    let mut pass = Pass {
+    let mut diff = InventoryDiff {
         store,
         target: &target.name,
         known,
         counts: SyncRunCounts::default(),
-        pending: Vec::with_capacity(ROWS_PER_TRANSACTION + 200),
+        queued: Vec::with_capacity(ROWS_PER_TRANSACTION + 200),
     };
-    let listing = list_pages(client, image_type, options.page_size, &mut pass).await?;
+    let listing = list_pages(source, image_type, page_size, &mut diff).await?;
     // Whatever was listed is written, complete or not: it is what HSS says now.
-    pass.flush().await?;
-    let Pass {
+    diff.write_queued().await?;
+    let InventoryDiff {
         known, mut counts, ..
-    } = pass;
-    let mut reconciled = None;
+    } = diff;
 
-    let outcome = match &listing {
-        Listing::Failed(err) => {
+    let outcome = match listing {
+        ListingEnd::Failed(err) => {
             notes.push(format!("listing failed: {err}"));
             SyncOutcome::Failed
         }
-        Listing::Incomplete(reason) => {
-            notes.push(reason.clone());
+        ListingEnd::Partial(reason) => {
+            notes.push(reason);
             SyncOutcome::Partial
         }
-        Listing::Complete => {
+        ListingEnd::Complete => {
             let vanished: Vec<i64> = known
                 .values()
-                .filter(|k| !k.seen && !k.deleted)
-                .filter_map(|k| k.id)
+                .filter(|k| !k.listed && !k.deleted)
+                .filter_map(|k| k.row_id)
                 .collect();
             if !vanished.is_empty() {
-                counts.deleted = store.mark_deleted(&vanished, now_ms()).await? as i64;
+                counts.deleted = store.mark_deleted(&vanished).await? as i64;
             }
-            reconciled = Some(
-                submit::reconcile(
-                    store,
-                    &target.name,
-                    image_type,
-                    started_at,
-                    options.submit_grace,
-                )
-                .await?,
-            );
             SyncOutcome::Complete
         }
     };
@@ -192,60 +151,59 @@ pub async fn sync_image_type(
         target: target.name.clone(),
         image_type: image_type.clone(),
         run_id,
+        started_at,
         outcome,
         counts,
         error,
-        reconciled,
+        reconciled: None,
     })
 }
 
-/// How the listing went.
-enum Listing {
+/// How the listing ended.
+enum ListingEnd {
     /// Every page, a steady `total_num`, and as many images as it announced.
     Complete,
-    /// Pages were written, but the listing cannot be proved whole.
-    Incomplete(String),
+    /// Pages were written, but the listing cannot be proved whole (the run is `partial`).
+    Partial(String),
     /// Not even the first page came back.
-    Failed(HssError),
+    Failed(SourceError),
 }
 
 async fn list_pages(
-    client: &HssClient,
+    source: &Arc<dyn ImageSource>,
     image_type: &ImageType,
     page_size: u32,
-    pass: &mut Pass<'_>,
-) -> Result<Listing, StoreError> {
-    let query = |offset: u32| ListSwrImages {
+    diff: &mut InventoryDiff<'_>,
+) -> Result<ListingEnd, StoreError> {
+    let request = |offset: u32| PageRequest {
         image_type: image_type.clone(),
         offset,
         limit: page_size,
-        enterprise_project_id: String::new(),
-        latest_version: None,
-        scan_status: None,
     };
-    let first = match client.list_swr_images(&query(0)).await {
+    let first = match source.page(&request(0)).await {
         Ok(page) => page,
-        Err(err) => return Ok(Listing::Failed(err)),
+        Err(err) => return Ok(ListingEnd::Failed(err)),
     };
     let Some(total) = first.total_num.filter(|t| *t >= 0) else {
-        pass.take(first).await?;
-        return Ok(Listing::Incomplete(
+        diff.absorb_page(first).await?;
+        return Ok(ListingEnd::Partial(
             "HSS sent no readable total_num, so the listing cannot be proved complete".into(),
         ));
     };
-    pass.counts.total_num = Some(total);
-    pass.take(first).await?;
+    diff.counts.total_num = Some(total);
+    diff.absorb_page(first).await?;
 
     // Later pages are fetched by their own tasks, so that requests and JSON parsing run while
-    // the previous page is being written; `buffered` keeps them in order and bounded.
+    // the previous page is being written; `buffered` keeps them in order and bounded, and
+    // dropping the stream (an early return) aborts the requests still in flight.
     let offsets = (u64::from(page_size)..total as u64)
         .step_by(page_size as usize)
         .map(|offset| u32::try_from(offset).unwrap_or(u32::MAX));
     let mut pages = futures::stream::iter(offsets)
         .map(|offset| {
-            let client = client.clone();
-            let q = query(offset);
-            tokio::spawn(async move { client.list_swr_images(&q).await })
+            let source = Arc::clone(source);
+            let page = request(offset);
+            AbortOnDropHandle::new(tokio::spawn(async move { source.page(&page).await }))
         })
         .buffered(PAGE_CONCURRENCY);
 
@@ -254,51 +212,51 @@ async fn list_pages(
         let page = match joined {
             Ok(Ok(page)) => page,
             Ok(Err(err)) => {
-                return Ok(Listing::Incomplete(format!(
+                return Ok(ListingEnd::Partial(format!(
                     "listing stopped after {} pages: {err}",
-                    pass.counts.pages
+                    diff.counts.pages
                 )));
             }
             Err(join) => {
-                return Ok(Listing::Incomplete(format!(
+                return Ok(ListingEnd::Partial(format!(
                     "listing stopped after {} pages: a page request failed: {join}",
-                    pass.counts.pages
+                    diff.counts.pages
                 )));
             }
         };
         if page.total_num != Some(total) && drift.is_none() {
             drift = Some(page.total_num);
         }
-        pass.take(page).await?;
+        diff.absorb_page(page).await?;
     }
     if let Some(now) = drift {
         let now = now.map_or_else(|| "unreadable".to_owned(), |n| n.to_string());
-        return Ok(Listing::Incomplete(format!(
+        return Ok(ListingEnd::Partial(format!(
             "total_num changed from {total} to {now} while listing; nothing was deleted"
         )));
     }
-    if pass.counts.seen != total {
-        return Ok(Listing::Incomplete(format!(
+    if diff.counts.seen != total {
+        return Ok(ListingEnd::Partial(format!(
             "HSS announced {total} images but listed {}; nothing was deleted",
-            pass.counts.seen
+            diff.counts.seen
         )));
     }
-    Ok(Listing::Complete)
+    Ok(ListingEnd::Complete)
 }
 
-/// One sync's state: what the store had (two hashes and a row id per image), the counts, and
-/// the images waiting to be written.
-struct Pass<'a> {
+/// One sync's comparison of the listing with the store: what the store had (two hashes and a
+/// row id per image), the counts, and the images queued to be written.
+struct InventoryDiff<'a> {
     store: &'a Store,
     target: &'a str,
-    known: HashMap<i64, Seen>,
+    known: HashMap<i64, Known>,
     counts: SyncRunCounts,
-    pending: Vec<PreparedImage>,
+    queued: Vec<PreparedImage>,
 }
 
-impl Pass<'_> {
+impl InventoryDiff<'_> {
     /// Compares a page with what the store knows; queues new, changed and returning images.
-    async fn take(&mut self, page: ImagePage) -> Result<(), StoreError> {
+    async fn absorb_page(&mut self, page: ImagePage) -> Result<(), StoreError> {
         let counts = &mut self.counts;
         counts.pages += 1;
         counts.seen += page.images.len() as i64;
@@ -307,42 +265,40 @@ impl Pass<'_> {
             let prepared = PreparedImage::new(image);
             match self.known.get_mut(&prepared.key_hash) {
                 // Listed twice in one sync (the list moved under us): already handled.
-                Some(k) if k.seen => {}
+                Some(k) if k.listed => {}
                 Some(k) => {
-                    k.seen = true;
+                    k.listed = true;
                     if k.deleted {
                         counts.restored += 1;
-                        self.pending.push(prepared);
+                        self.queued.push(prepared);
                     } else if k.content_hash != prepared.content_hash {
                         counts.changed += 1;
-                        self.pending.push(prepared);
+                        self.queued.push(prepared);
                     }
                 }
                 None => {
                     counts.new += 1;
-                    let seen = Seen {
-                        id: None,
+                    let known = Known {
+                        row_id: None,
                         content_hash: prepared.content_hash,
                         deleted: false,
-                        seen: true,
+                        listed: true,
                     };
-                    self.known.insert(prepared.key_hash, seen);
-                    self.pending.push(prepared);
+                    self.known.insert(prepared.key_hash, known);
+                    self.queued.push(prepared);
                 }
             }
         }
-        if self.pending.len() >= ROWS_PER_TRANSACTION {
-            self.flush().await?;
+        if self.queued.len() >= ROWS_PER_TRANSACTION {
+            self.write_queued().await?;
         }
         Ok(())
     }
 
     /// Writes the queued images in one transaction.
-    async fn flush(&mut self) -> Result<(), StoreError> {
-        self.store
-            .upsert_images(self.target, &self.pending, now_ms())
-            .await?;
-        self.pending.clear();
+    async fn write_queued(&mut self) -> Result<(), StoreError> {
+        self.store.upsert_images(self.target, &self.queued).await?;
+        self.queued.clear();
         Ok(())
     }
 }

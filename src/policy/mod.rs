@@ -3,8 +3,8 @@
 //! budget, so every rule can be tested by table and property.
 //!
 //! An image goes through three gates. *Eligible*: present in the inventory, scannable, of a
-//! configured type, not skipped by a rule, and with fields short enough for the batch-scan
-//! call. *Not in flight*: not submitted by us less than `scanning_timeout` ago and still
+//! configured type, not skipped by a rule, and acceptable to the scan call of the API that
+//! listed it. *Not in flight*: not submitted by us less than `scanning_timeout` ago and still
 //! unfinished. *Due*: the first of `never_scanned`, `failed_retry`, `stale`, `stuck` that
 //! applies. The due list is then ordered and cut by `max_images_per_run` and the daily budget.
 
@@ -15,34 +15,8 @@ use std::time::Duration;
 use serde::Serialize;
 
 use crate::config::PolicySettings;
-use crate::domain::{DueReason, ImageType, ScanStatus, Target};
-
-/// What the policy needs to know of one present image.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Candidate {
-    /// The store's row id: the tie-breaker of the order, and how a submission names it.
-    pub id: i64,
-    pub image_type: ImageType,
-    /// Namespace, name and tag are read only by `[[policy.rules]]` globs; without rules the
-    /// store leaves them empty rather than copy a million names for nothing.
-    pub namespace: String,
-    pub image_name: String,
-    pub image_version: String,
-    /// Every field the batch-scan call takes is within its length limits and not empty
-    /// (computed by the database: `images.fits_batch_scan`).
-    pub fits_batch_scan: bool,
-    pub scan_status: ScanStatus,
-    /// Milliseconds since the epoch.
-    pub latest_scan_time: Option<i64>,
-    pub scannable: Option<bool>,
-    pub latest_version: Option<bool>,
-    /// When we last submitted it (ms), if ever.
-    pub last_submitted_at: Option<i64>,
-    /// Our last submission has not been seen to finish, fail or get lost yet.
-    pub in_flight: bool,
-    /// Our consecutive submissions of it that ended in a failed scan.
-    pub failed_submissions: u32,
-}
+use crate::domain::clock::ms;
+use crate::domain::{Candidate, Due, DueReason, Planned, ScanStatus, Target, Unsubmittable};
 
 /// Why an eligible image is not due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -76,8 +50,17 @@ pub enum Excluded {
     NotLatest,
     /// Its type is not in the target's `image_types`.
     TypeNotConfigured,
-    /// A namespace, name, tag or instance field is longer than the batch-scan call accepts.
+    /// A namespace, name, tag or instance field is empty or longer than the scan call of
+    /// the API that listed it accepts.
     FieldTooLong,
+}
+
+impl From<Unsubmittable> for Excluded {
+    fn from(why: Unsubmittable) -> Excluded {
+        match why {
+            Unsubmittable::FieldTooLong => Excluded::FieldTooLong,
+        }
+    }
 }
 
 /// The policy's decision on one image.
@@ -86,33 +69,6 @@ pub enum Verdict {
     Due(Due),
     NotDue(NotDue),
     Excluded(Excluded),
-}
-
-/// Why and how urgently an image is due.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Due {
-    pub reason: DueReason,
-    /// Index into `policy.rules` of the rule that matched, if any.
-    pub rule: Option<usize>,
-    pub priority: i64,
-}
-
-/// A due image as the plan holds it: what orders and groups it, not its names. The store
-/// fills in the rest ([`crate::store::DueImage`]) a batch at a time, so that a plan of a
-/// million images costs tens of megabytes, not hundreds.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct Planned {
-    /// The store's row id.
-    pub id: i64,
-    pub target: Arc<str>,
-    pub image_type: ImageType,
-    pub due: Due,
-    /// Milliseconds since the epoch; `None`: never scanned.
-    pub latest_scan_time: Option<i64>,
-}
-
-fn ms(duration: Duration) -> i64 {
-    i64::try_from(duration.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// `true` when `at` is more than `age` before `now`.
@@ -131,8 +87,8 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
     if policy.latest_only && c.latest_version != Some(true) {
         return Verdict::Excluded(Excluded::NotLatest);
     }
-    if !c.fits_batch_scan {
-        return Verdict::Excluded(Excluded::FieldTooLong);
+    if let Some(why) = c.unsubmittable {
+        return Verdict::Excluded(why.into());
     }
     let (rule_index, rule) = match policy
         .rules
@@ -324,7 +280,7 @@ impl Planner {
         }
         if let Verdict::Due(due) = verdict {
             let planned = Planned {
-                id: c.id,
+                row_id: c.row_id,
                 target: Arc::clone(target_name),
                 image_type: c.image_type.clone(),
                 due,
@@ -376,7 +332,7 @@ fn order_key(d: &Planned) -> (std::cmp::Reverse<i64>, DueReason, Option<i64>, i6
         std::cmp::Reverse(d.due.priority),
         d.due.reason,
         d.latest_scan_time,
-        d.id,
+        d.row_id,
     )
 }
 

@@ -22,14 +22,9 @@ use url::Url;
 
 use super::credentials::{CredentialProvider, Credentials};
 use super::error::{ApiError, HssError};
-use super::model::{
-    AddRegistryRequest, BatchScanRequest, ImagePage, ListRegistriesResponse, ListSwrImages,
-    ListSwrImagesResponse, RegistryInfo, SynchronizeRequest, SynchronizeResponse, UploadCommand,
-    UploadCommandRequest,
-};
 use super::signer::{self, SignableRequest};
 use super::wire_json;
-use crate::domain::{ImageType, Target};
+use crate::domain::Target;
 
 /// The shortest pause after HSS said "slow down" (Huawei suggests 2–5 s).
 pub const THROTTLE_FLOOR: Duration = Duration::from_secs(2);
@@ -271,7 +266,11 @@ impl HssClient {
         &self.inner.options
     }
 
-    fn with_project_scope(&self, mut query: Vec<(String, String)>) -> Vec<(String, String)> {
+    /// `query` with the target's enterprise project added, when it has one.
+    pub(in crate::hss) fn with_project_scope(
+        &self,
+        mut query: Vec<(String, String)>,
+    ) -> Vec<(String, String)> {
         let eps = &self.inner.options.enterprise_project_id;
         if !eps.is_empty() {
             query.push(("enterprise_project_id".to_owned(), eps.clone()));
@@ -279,150 +278,21 @@ impl HssClient {
         query
     }
 
-    fn region(&self) -> Option<String> {
+    /// The `region` header value, for the calls that declare it.
+    pub(in crate::hss) fn region(&self) -> Option<String> {
         Some(self.inner.options.region.clone())
     }
 
-    /// `GET /image/swr-repository`: one page of the image list.
-    pub async fn list_swr_images(&self, query: &ListSwrImages) -> Result<ImagePage, HssError> {
-        let mut query = query.clone();
-        if query.enterprise_project_id.is_empty() {
-            query.enterprise_project_id = self.inner.options.enterprise_project_id.clone();
-        }
-        let req = ApiRequest {
-            call: "list_swr_images",
-            method: Method::GET,
-            path: "image/swr-repository".to_owned(),
-            query: query.query(),
-            body: None,
-            region: self.region(),
-            secrets: Vec::new(),
-        };
-        let wire: ListSwrImagesResponse = self.call_json(&req).await?;
-        Ok(ImagePage::from_wire(wire, &query.image_type))
-    }
-
-    /// `POST /image/synchronize`: ask HSS to refresh its copy of the SWR image list. Its
-    /// failures come back as HTTP 200 with a non-zero `error_code`, mapped to an error here.
-    pub async fn synchronize(&self, image_type: &ImageType) -> Result<(), HssError> {
-        let body = SynchronizeRequest {
-            image_type: image_type.clone(),
-        };
-        let req = ApiRequest {
-            call: "synchronize",
-            method: Method::POST,
-            path: "image/synchronize".to_owned(),
-            query: self.with_project_scope(Vec::new()),
-            body: Some(to_body("synchronize", &body)?),
-            region: self.region(),
-            secrets: Vec::new(),
-        };
-        let (answer, request_id): (SynchronizeResponse, _) = self.call_json_with_id(&req).await?;
-        match answer.error_code.value() {
-            Some(0) => Ok(()),
-            Some(code) => Err(HssError::FailedInBody {
-                call: req.call,
-                error_code: code,
-                description: answer.error_description.value,
-                request_id,
-            }),
-            None => Err(HssError::Malformed {
-                call: req.call,
-                status: 200,
-                request_id,
-                detail: "the answer has no readable error_code".to_owned(),
-                retryable: false,
-            }),
-        }
-    }
-
-    /// `POST /image/batch-scan`: submit up to 10241 images of one type for scanning.
-    pub async fn batch_scan(&self, body: &BatchScanRequest) -> Result<(), HssError> {
-        let req = ApiRequest {
-            call: "batch_scan",
-            method: Method::POST,
-            path: "image/batch-scan".to_owned(),
-            query: self.with_project_scope(Vec::new()),
-            body: Some(to_body("batch_scan", body)?),
-            region: self.region(),
-            secrets: Vec::new(),
-        };
-        self.call(&req).await.map(drop)
-    }
-
-    /// `POST /image/registries`: connect a Harbor or JFrog registry.
-    pub async fn add_registry(&self, body: &AddRegistryRequest) -> Result<(), HssError> {
-        let req = ApiRequest {
-            call: "add_registry",
-            method: Method::POST,
-            path: "image/registries".to_owned(),
-            query: self.with_project_scope(Vec::new()),
-            body: Some(to_body("add_registry", body)?),
-            region: None,
-            secrets: vec![body.registry_password.expose_secret().to_owned()],
-        };
-        self.call(&req).await.map(drop)
-    }
-
-    /// `GET /image/registries`: every third-party registry of the project, read page by page
-    /// (`limit` 200, the most the call allows; `offset += limit` until `total_num`). HSS
-    /// documents at most 100 registries, so this is one call in practice.
-    pub async fn list_registries(&self) -> Result<Vec<RegistryInfo>, HssError> {
-        const LIMIT: u32 = 200;
-        const MAX_OFFSET: u32 = 2_000_000;
-        let mut registries = Vec::new();
-        let mut offset = 0;
-        loop {
-            let query = vec![
-                ("offset".to_owned(), offset.to_string()),
-                ("limit".to_owned(), LIMIT.to_string()),
-            ];
-            let req = ApiRequest {
-                call: "list_registries",
-                method: Method::GET,
-                path: "image/registries".to_owned(),
-                query: self.with_project_scope(query),
-                body: None,
-                region: None,
-                secrets: Vec::new(),
-            };
-            let page: ListRegistriesResponse = self.call_json(&req).await?;
-            let received = page.data_list.len();
-            registries.extend(page.data_list);
-            offset += LIMIT;
-            let more = match page.total_num.value() {
-                Some(total) => i64::from(offset) < total,
-                // Without a usable total, a full page may have a successor.
-                None => received == LIMIT as usize,
-            };
-            if received == 0 || !more || offset > MAX_OFFSET {
-                return Ok(registries);
-            }
-        }
-    }
-
-    /// `GET /image/registries/image-upload-command`. The password is in the query.
-    pub async fn image_upload_command(
+    /// Sends `req` (with the retries it allows) and reads the answer as JSON.
+    pub(in crate::hss) async fn call_json<T: DeserializeOwned>(
         &self,
-        request: &UploadCommandRequest,
-    ) -> Result<UploadCommand, HssError> {
-        let req = ApiRequest {
-            call: "image_upload_command",
-            method: Method::GET,
-            path: "image/registries/image-upload-command".to_owned(),
-            query: request.query(),
-            body: None,
-            region: None,
-            secrets: vec![request.password.expose_secret().to_owned()],
-        };
-        self.call_json(&req).await
-    }
-
-    async fn call_json<T: DeserializeOwned>(&self, req: &ApiRequest) -> Result<T, HssError> {
+        req: &ApiRequest,
+    ) -> Result<T, HssError> {
         self.call_json_with_id(req).await.map(|(value, _)| value)
     }
 
-    async fn call_json_with_id<T: DeserializeOwned>(
+    /// [`HssClient::call_json`], with the answer's `X-Request-Id`.
+    pub(in crate::hss) async fn call_json_with_id<T: DeserializeOwned>(
         &self,
         req: &ApiRequest,
     ) -> Result<(T, Option<String>), HssError> {
@@ -445,7 +315,7 @@ impl HssClient {
     }
 
     /// For calls whose success answer has no fields (the SDK's models are empty).
-    async fn call(&self, req: &ApiRequest) -> Result<Answer, HssError> {
+    pub(in crate::hss) async fn call(&self, req: &ApiRequest) -> Result<Answer, HssError> {
         self.with_retries(req, || self.attempt(req)).await
     }
 
@@ -503,7 +373,7 @@ impl HssClient {
 
 /// A successful answer.
 #[derive(Debug)]
-struct Answer {
+pub(in crate::hss) struct Answer {
     status: u16,
     request_id: Option<String>,
     body: bytes::Bytes,
@@ -556,7 +426,7 @@ async fn send(
             body,
         });
     }
-    let (error_code, error_msg) = super::model::parse_error_body(&body).unwrap_or_else(|| {
+    let (error_code, error_msg) = super::lenient::parse_error_body(&body).unwrap_or_else(|| {
         // As the SDK: the raw text is the message and the status stands in for the code.
         let text = String::from_utf8_lossy(&body);
         (status.to_string(), text.chars().take(300).collect())
@@ -604,7 +474,7 @@ fn parse_retry_after(value: &str) -> Option<Duration> {
 }
 
 /// Removes every secret, raw or as it appears percent-encoded in a query, from `text`.
-fn scrub(text: &str, secrets: &[String]) -> String {
+pub(in crate::hss) fn scrub(text: &str, secrets: &[String]) -> String {
     let mut out = text.to_owned();
     for secret in secrets.iter().filter(|s| !s.is_empty()) {
         out = out
@@ -614,7 +484,11 @@ fn scrub(text: &str, secrets: &[String]) -> String {
     out
 }
 
-fn to_body<T: serde::Serialize>(call: &'static str, body: &T) -> Result<Vec<u8>, HssError> {
+/// `body` serialised exactly as the SDK would (see [`wire_json`]).
+pub(in crate::hss) fn to_body<T: serde::Serialize>(
+    call: &'static str,
+    body: &T,
+) -> Result<Vec<u8>, HssError> {
     wire_json::to_vec(body).map_err(|err| HssError::Request {
         call,
         detail: err.to_string(),

@@ -1,0 +1,159 @@
+//! An image as the inventory knows it, and the identity a scan call names it by.
+
+use serde::{Deserialize, Serialize};
+
+use super::open_enum::open_enum;
+
+open_enum! {
+    /// Where HSS found an image; the list and scan calls take one type at a time.
+    pub enum ImageType {
+        /// An image in the account's own SWR organisations.
+        Private => "private_image",
+        /// An image another account shared with this one.
+        Shared => "shared_image",
+        /// An image in an SWR enterprise instance.
+        Instance => "instance_image",
+    }
+}
+
+open_enum! {
+    /// The scan status HSS reports for an image.
+    pub enum ScanStatus {
+        Unscan => "unscan",
+        Success => "success",
+        Scanning => "scanning",
+        Failed => "failed",
+        DownloadFailed => "download_failed",
+        ImageOversized => "image_oversized",
+        WaitingForScan => "waiting_for_scan",
+    }
+}
+
+impl ScanStatus {
+    /// A scan that has reached an end: nothing more will happen without a new submission.
+    pub fn is_finished(&self) -> bool {
+        matches!(
+            self,
+            ScanStatus::Success
+                | ScanStatus::Failed
+                | ScanStatus::DownloadFailed
+                | ScanStatus::ImageOversized
+        )
+    }
+
+    /// A scan HSS is still working on.
+    pub fn is_in_progress(&self) -> bool {
+        matches!(self, ScanStatus::Scanning | ScanStatus::WaitingForScan)
+    }
+}
+
+/// Why the HSS API that listed an image cannot take it in a scan call as it is. The adapter
+/// that converts a listing record decides this from its own API's limits, so the policy
+/// excludes such an image without knowing any API.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Unsubmittable {
+    /// A namespace, name, tag or instance field is empty or longer than the call accepts.
+    FieldTooLong,
+}
+
+impl Unsubmittable {
+    pub const ALL: [Unsubmittable; 1] = [Unsubmittable::FieldTooLong];
+
+    /// The stored code: 0 means submittable, so a new reason is a new number, never a
+    /// renumbering.
+    pub fn code(self) -> u8 {
+        match self {
+            Unsubmittable::FieldTooLong => 1,
+        }
+    }
+
+    /// The reason a stored code stands for; `None` for 0 (submittable). A code this version
+    /// does not know is still a reason not to submit.
+    pub fn from_code(code: u8) -> Option<Unsubmittable> {
+        match code {
+            0 => None,
+            _ => Some(Unsubmittable::FieldTooLong),
+        }
+    }
+}
+
+/// One image version as HSS lists it, after the wire model's lenient parsing. Fields HSS did
+/// not send, or sent in a shape that could not be read, are `None`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Image {
+    /// HSS's id of this listing record (int64 on the wire).
+    pub hss_record_id: Option<i64>,
+    pub image_type: ImageType,
+    pub namespace: String,
+    pub image_name: String,
+    pub image_version: String,
+    /// SWR enterprise instance id; empty for the shared SWR edition.
+    pub instance_id: String,
+    pub instance_name: String,
+    pub instance_url: String,
+    /// HSS's id of the image content.
+    pub hss_image_id: String,
+    pub image_digest: String,
+    pub latest_version: Option<bool>,
+    pub scan_status: ScanStatus,
+    pub scan_failed_desc: String,
+    pub image_size: Option<i64>,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub latest_update_time: Option<i64>,
+    /// Milliseconds since the Unix epoch, UTC.
+    pub latest_scan_time: Option<i64>,
+    pub vul_num: Option<i64>,
+    pub unsafe_setting_num: Option<i64>,
+    pub malicious_file_num: Option<i64>,
+    pub domain_name: String,
+    pub shared_status: String,
+    pub scannable: Option<bool>,
+    /// Set by the adapter that listed it: why its API cannot take this image in a scan call.
+    pub unsubmittable: Option<Unsubmittable>,
+}
+
+/// What a scan call names an image by: the fields an adapter copies into its request body.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageIdentity {
+    pub namespace: String,
+    pub image_name: String,
+    pub image_version: String,
+    /// Empty unless the image is in an SWR enterprise instance.
+    pub instance_id: String,
+    pub instance_url: String,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn unknown_values_are_kept_verbatim() {
+        let status: ScanStatus = "quarantined".parse().unwrap();
+        assert_eq!(status, ScanStatus::Other("quarantined".into()));
+        assert_eq!(status.as_str(), "quarantined");
+        assert!(!status.is_known());
+        assert!(!status.is_finished() && !status.is_in_progress());
+    }
+
+    #[test]
+    fn known_values_round_trip_through_serde() {
+        for status in ScanStatus::KNOWN {
+            let json = serde_json::to_string(status).unwrap();
+            let back: ScanStatus = serde_json::from_str(&json).unwrap();
+            assert_eq!(&back, status);
+            assert!(back.is_known());
+        }
+        assert_eq!(ImageType::from("instance_image"), ImageType::Instance);
+    }
+
+    #[test]
+    fn unsubmittable_codes_round_trip_and_zero_means_submittable() {
+        assert_eq!(Unsubmittable::from_code(0), None);
+        for why in Unsubmittable::ALL {
+            assert_ne!(why.code(), 0);
+            assert_eq!(Unsubmittable::from_code(why.code()), Some(why));
+        }
+    }
+}

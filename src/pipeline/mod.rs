@@ -1,0 +1,131 @@
+//! The pipeline, in data-flow order: [`sync`] pages HSS's image list into the inventory,
+//! [`reconcile`] moves our submissions on after a complete sync, [`plan`] streams the
+//! inventory through the pure policy, and [`submit`] cuts the plan into batches for HSS.
+//! No stage imports a later one; this file is the only place that sequences them, and the
+//! daemon and the CLI only decide when.
+
+pub mod plan;
+pub mod reconcile;
+pub mod report;
+pub mod submit;
+pub mod sync;
+
+use std::fmt;
+use std::sync::Arc;
+use std::time::Instant;
+
+use crate::config::Settings;
+use crate::domain::{Clock, Shutdown, Target};
+use crate::hss::{ImageSource, ScanSubmitter};
+use crate::policy::Plan;
+use crate::store::{Store, StoreError};
+
+use report::{ScanReport, SyncAllReport};
+
+/// A configured target and the two ports that reach its HSS project.
+#[derive(Clone)]
+pub struct TargetApi {
+    pub target: Target,
+    pub images: Arc<dyn ImageSource>,
+    pub scans: Arc<dyn ScanSubmitter>,
+}
+
+impl fmt::Debug for TargetApi {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("TargetApi")
+            .field("target", &self.target.name)
+            .finish_non_exhaustive()
+    }
+}
+
+/// What the jobs run against: the settings in force, the store, every target's ports and
+/// the clock.
+#[derive(Debug, Clone, Copy)]
+pub struct Pipeline<'a> {
+    pub settings: &'a Settings,
+    pub store: &'a Store,
+    pub targets: &'a [TargetApi],
+    pub clock: &'a Clock,
+}
+
+impl Pipeline<'_> {
+    /// Syncs every target, one after the other, and reconciles each complete listing. A
+    /// target whose listing fails does not stop the others; only a database failure does.
+    pub async fn sync_all(&self, shutdown: &Shutdown) -> Result<SyncAllReport, StoreError> {
+        let bulk = self.store.bulk_writes().await?;
+        let result = self.sync_targets(shutdown).await;
+        // The sync's own error, if any, is the one worth reporting.
+        let restored = bulk.finish().await;
+        result.and_then(|all| restored.map(|()| all))
+    }
+
+    async fn sync_targets(&self, shutdown: &Shutdown) -> Result<SyncAllReport, StoreError> {
+        let mut all = SyncAllReport::default();
+        let page_size = self.settings.hss.page_size;
+        let grace = self.settings.policy.submit_grace;
+        for api in self.targets {
+            if shutdown.is_requested() {
+                all.stopped_before.push(api.target.name.clone());
+                continue;
+            }
+            let started = Instant::now();
+            let reports =
+                sync::sync_target(self.store, &api.images, &api.target, page_size, self.clock)
+                    .await?;
+            for mut report in reports {
+                if report.outcome == crate::store::SyncOutcome::Complete {
+                    report.reconciled = Some(
+                        reconcile::reconcile(
+                            self.store,
+                            &report.target,
+                            &report.image_type,
+                            report.started_at,
+                            grace,
+                        )
+                        .await?,
+                    );
+                }
+                all.reports.push(report);
+            }
+            all.took.push((api.target.name.clone(), started.elapsed()));
+        }
+        Ok(all)
+    }
+
+    /// The plan from what the database holds now.
+    pub async fn plan(&self) -> Result<Plan, StoreError> {
+        let targets: Vec<Target> = self.targets.iter().map(|t| t.target.clone()).collect();
+        plan::plan(
+            self.store,
+            &targets,
+            &self.settings.policy,
+            self.clock.now_ms(),
+        )
+        .await
+    }
+
+    /// Plans from the database and submits the due images.
+    pub async fn scan(&self, shutdown: &Shutdown) -> Result<ScanReport, StoreError> {
+        let plan = self.plan().await?;
+        let report = submit::submit(
+            self.store,
+            self.targets,
+            plan,
+            self.settings.policy.batch_size,
+            shutdown,
+        )
+        .await?;
+        tracing::info!(
+            due = report.due,
+            due_before_caps = report.due_before_caps,
+            batches = report.batches.len(),
+            submitted = report.submitted(),
+            stopped = report.stopped.as_deref().unwrap_or(""),
+            "scan finished"
+        );
+        Ok(report)
+    }
+}
+
+#[cfg(test)]
+mod tests;

@@ -1,0 +1,198 @@
+//! Submission: cut the plan into batches and hand each to its target's [`ScanSubmitter`].
+//!
+//! Each batch holds at most `policy.batch_size` images (and never more than the API takes in
+//! one call) of one target and one image type, hence one enterprise project. It is committed
+//! `pending` with its items before the call, so a crash at any point leaves a record; the
+//! answer then makes it `sent` or `failed`, or leaves it `pending` when the answer does not
+//! tell whether HSS took it. Such a batch is never resent blindly: its images stay in flight
+//! until [`super::reconcile`] sees them move (received) or, `submit_grace` after the
+//! submission, sees that nothing moved (never received, due again).
+
+use std::sync::Arc;
+
+use super::TargetApi;
+use super::report::{BatchReport, BatchState, ScanReport};
+use crate::domain::{DueReason, ImageIdentity, ImageType, Planned, Shutdown};
+use crate::hss::SubmitError;
+use crate::policy::Plan;
+use crate::store::{DueImage, NewBatch, Store, StoreError};
+
+/// Submits `plan` through each target's submitter, in plan order.
+#[tracing::instrument(skip_all, fields(due = plan.due.len()))]
+pub async fn submit(
+    store: &Store,
+    targets: &[TargetApi],
+    plan: Plan,
+    batch_size: usize,
+    shutdown: &Shutdown,
+) -> Result<ScanReport, StoreError> {
+    let mut report = ScanReport {
+        due: plan.due.len(),
+        due_before_caps: plan.due_before_caps,
+        ..ScanReport::default()
+    };
+    for (target, image_type) in groups(&plan.due) {
+        let Some(api) = targets.iter().find(|t| *t.target.name == *target) else {
+            report.stopped = Some(format!("target {target} is no longer configured"));
+            break;
+        };
+        let per_call = batch_size.clamp(1, api.scans.max_batch().max(1));
+        // One pass over the plan per group (a few per target) instead of a copy of the plan
+        // regrouped: the plan of a large scan is the biggest thing this process holds.
+        // (A plain loop rather than a `filter` adapter held across the awaits below: a
+        // stored closure over references keeps the future from being provably `Send`.)
+        let mut rest = plan.due.iter();
+        loop {
+            if shutdown.is_requested() {
+                report.stopped = Some("hss-scand is shutting down".to_owned());
+                return Ok(report);
+            }
+            let mut chunk: Vec<Planned> = Vec::with_capacity(per_call);
+            for d in rest.by_ref() {
+                if d.target == target && d.image_type == image_type {
+                    chunk.push(d.clone());
+                    if chunk.len() == per_call {
+                        break;
+                    }
+                }
+            }
+            if chunk.is_empty() {
+                break;
+            }
+            // Names are read a batch at a time; images deleted since planning drop out.
+            let items = store.due_images(&chunk).await?;
+            drop(chunk);
+            if items.is_empty() {
+                continue;
+            }
+            let flow = send_batch(store, api, &image_type, &items, None, &mut report).await?;
+            if let Flow::Stop(why) = flow {
+                report.stopped = Some(why);
+                return Ok(report);
+            }
+        }
+    }
+    Ok(report)
+}
+
+/// The target and image type pairs of the ordered due list, in order of first appearance:
+/// batches hold one of each, and go out in the plan's order within and between groups.
+pub fn groups(due: &[Planned]) -> Vec<(Arc<str>, ImageType)> {
+    let mut groups: Vec<(Arc<str>, ImageType)> = Vec::new();
+    for d in due {
+        if !groups
+            .iter()
+            .any(|(t, i)| *t == d.target && *i == d.image_type)
+        {
+            groups.push((Arc::clone(&d.target), d.image_type.clone()));
+        }
+    }
+    groups
+}
+
+/// How many of `items` were due for each reason.
+fn reasons(items: &[DueImage]) -> Vec<(DueReason, u64)> {
+    DueReason::ALL
+        .into_iter()
+        .map(|reason| {
+            let n = items
+                .iter()
+                .filter(|d| d.planned.due.reason == reason)
+                .count();
+            (reason, n as u64)
+        })
+        .filter(|(_, n)| *n > 0)
+        .collect()
+}
+
+/// Whether to go on with the next batch.
+enum Flow {
+    Continue,
+    /// The failure is not this batch's fault (throttled, no connection, bad credentials):
+    /// the next batches would fail the same way and spend the rate limit for nothing.
+    Stop(String),
+}
+
+fn send_batch<'a>(
+    store: &'a Store,
+    api: &'a TargetApi,
+    image_type: &'a ImageType,
+    items: &'a [DueImage],
+    parent: Option<i64>,
+    report: &'a mut ScanReport,
+) -> futures::future::BoxFuture<'a, Result<Flow, StoreError>> {
+    // Boxed because a batch that is too large recurses into each half.
+    Box::pin(async move {
+        let target = &api.target;
+        let batch = NewBatch {
+            target: &target.name,
+            image_type,
+            enterprise_project_id: &target.enterprise_project_id,
+            parent_id: parent,
+        };
+        let batch_id = store.record_pending_batch(&batch, items).await?;
+        let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
+        let result = api.scans.submit(image_type, &identities).await;
+        drop(identities);
+        let mut entry = BatchReport {
+            batch_id,
+            target: target.name.clone(),
+            image_type: image_type.clone(),
+            items: items.len(),
+            reasons: reasons(items),
+            state: BatchState::Sent,
+            error: None,
+        };
+        let flow = match result {
+            Ok(()) => {
+                store.mark_batch_sent(batch_id).await?;
+                Flow::Continue
+            }
+            Err(SubmitError::TooLarge(failure)) if items.len() > 1 => {
+                store.mark_batch_failed(batch_id, &failure).await?;
+                tracing::warn!(
+                    batch = batch_id,
+                    items = items.len(),
+                    "HSS says the batch is too large; splitting it in two"
+                );
+                entry.state = BatchState::Split;
+                entry.error = Some(failure.message);
+                report.batches.push(entry);
+                let (first, second) = items.split_at(items.len() / 2);
+                for half in [first, second] {
+                    if let Flow::Stop(why) =
+                        send_batch(store, api, image_type, half, Some(batch_id), report).await?
+                    {
+                        return Ok(Flow::Stop(why));
+                    }
+                }
+                return Ok(Flow::Continue);
+            }
+            Err(SubmitError::OutcomeUnknown(failure)) => {
+                store.mark_batch_unknown(batch_id, &failure).await?;
+                tracing::warn!(batch = batch_id, error = %failure.message, "no clear answer to a batch; its images stay in flight until a sync shows whether HSS took it");
+                entry.state = BatchState::Unknown;
+                entry.error = Some(failure.message);
+                Flow::Continue
+            }
+            Err(err) => {
+                let stop = matches!(err, SubmitError::StopRun(_));
+                let failure = err.failure();
+                store.mark_batch_failed(batch_id, failure).await?;
+                tracing::warn!(batch = batch_id, error = %failure.message, "batch rejected; its images are due again");
+                entry.state = BatchState::Failed;
+                entry.error = Some(failure.message.clone());
+                if stop {
+                    Flow::Stop(format!(
+                        "stopped submitting after batch {batch_id}: {}",
+                        failure.message
+                    ))
+                } else {
+                    Flow::Continue
+                }
+            }
+        };
+        report.batches.push(entry);
+        Ok(flow)
+    })
+}

@@ -1,0 +1,193 @@
+//! The composition root: from validated settings to the parts every command, the demo and the
+//! daemon run on — the store (chosen by the scheme of `database.url`), one pair of HSS ports
+//! per target (sharing one rate limit and one credential provider), and the metrics observer
+//! — in one place (zero2prod's `startup.rs`). Callers that need to differ (the demo's
+//! simulator keys, the daemon's metrics, a test's clock) say so to the [`Startup`] builder.
+
+use std::sync::Arc;
+
+use anyhow::Context as _;
+
+use crate::config::{CredentialSource, CredentialsSettings, Settings};
+use crate::domain::{Clock, Target};
+use crate::hss::legacy::LegacyApi;
+use crate::hss::transport::client::{
+    ApiObserver, ClientOptions, HssClient, SharedRateLimiter, rate_limiter,
+};
+use crate::hss::transport::credentials::{CredentialError, CredentialProvider};
+use crate::pipeline::{Pipeline, TargetApi};
+use crate::store::{self, Store};
+
+/// How to build the parts: the settings, and what a caller puts in place of the defaults.
+#[derive(Debug, Clone)]
+pub struct Startup {
+    settings: Settings,
+    credentials: Option<CredentialProvider>,
+    observer: Option<Arc<dyn ApiObserver>>,
+    clock: Clock,
+}
+
+impl Startup {
+    /// The parts as `settings` describe them, on the system clock.
+    pub fn new(settings: Settings) -> Startup {
+        Startup {
+            settings,
+            credentials: None,
+            observer: None,
+            clock: Clock::system(),
+        }
+    }
+
+    /// Use these credentials instead of `[credentials]` (the demo's simulator keys).
+    pub fn with_credentials(mut self, credentials: CredentialProvider) -> Startup {
+        self.credentials = Some(credentials);
+        self
+    }
+
+    /// Tell `observer` of every HSS call (the daemon's metrics).
+    pub fn with_observer(mut self, observer: Arc<dyn ApiObserver>) -> Startup {
+        self.observer = Some(observer);
+        self
+    }
+
+    /// Decide and record times by `clock` (tests).
+    pub fn with_clock(mut self, clock: Clock) -> Startup {
+        self.clock = clock;
+        self
+    }
+
+    pub fn settings(&self) -> &Settings {
+        &self.settings
+    }
+
+    /// The same overrides, for other settings (a reload).
+    pub fn for_settings(&self, settings: Settings) -> Startup {
+        Startup {
+            settings,
+            ..self.clone()
+        }
+    }
+
+    /// Opens and migrates the configured database. Enough for the commands that only read
+    /// it (`plan`, `status`, `scan --dry-run`), which therefore need no credentials.
+    pub async fn open_store(&self) -> anyhow::Result<Store> {
+        Ok(store::open(&self.settings.database.url, self.clock.clone()).await?)
+    }
+
+    /// The credential provider in force. Reading the keys happens here, once, so that a
+    /// missing variable or file is reported before any work starts.
+    pub fn credentials(&self) -> Result<CredentialProvider, CredentialError> {
+        match &self.credentials {
+            Some(credentials) => Ok(credentials.clone()),
+            None => credentials_from(&self.settings.credentials),
+        }
+    }
+
+    /// An HSS client for each target, in configuration order. Every client shares one rate
+    /// limit, because HSS throttles the account, not the target.
+    pub fn clients(&self) -> anyhow::Result<Vec<(Target, HssClient)>> {
+        let credentials = self.credentials()?;
+        let limiter = rate_limiter(self.settings.hss.requests_per_second);
+        self.settings
+            .targets
+            .iter()
+            .map(|target| {
+                let client = self.client(target, &credentials, &limiter)?;
+                Ok((target.clone(), client))
+            })
+            .collect()
+    }
+
+    fn client(
+        &self,
+        target: &Target,
+        credentials: &CredentialProvider,
+        limiter: &SharedRateLimiter,
+    ) -> anyhow::Result<HssClient> {
+        let hss = &self.settings.hss;
+        let options = ClientOptions::for_target(
+            target,
+            hss.endpoint.as_ref(),
+            hss.request_timeout,
+            hss.max_retries,
+        )
+        .map_err(|problem| anyhow::anyhow!("target {}: {problem}", target.name))?;
+        let mut client = HssClient::new(options, credentials.clone(), Arc::clone(limiter))
+            .with_context(|| format!("target {}: cannot build the HSS client", target.name))?;
+        if let Some(observer) = &self.observer {
+            client = client.with_observer(Arc::clone(observer));
+        }
+        Ok(client)
+    }
+
+    /// Each target's HSS ports.
+    pub fn target_apis(&self) -> anyhow::Result<Vec<TargetApi>> {
+        Ok(self
+            .clients()?
+            .into_iter()
+            .map(|(target, client)| {
+                let api = Arc::new(LegacyApi::new(client));
+                TargetApi {
+                    target,
+                    images: api.clone(),
+                    scans: api,
+                }
+            })
+            .collect())
+    }
+
+    /// Everything a job needs. Credentials are resolved first, so that missing keys are
+    /// reported before the database is touched.
+    pub async fn build(self) -> anyhow::Result<App> {
+        let targets = self.target_apis()?;
+        let store = self.open_store().await?;
+        Ok(App {
+            settings: self.settings,
+            store,
+            targets,
+            clock: self.clock,
+        })
+    }
+}
+
+/// The credential provider `[credentials]` asks for.
+fn credentials_from(settings: &CredentialsSettings) -> Result<CredentialProvider, CredentialError> {
+    match settings.source {
+        CredentialSource::Env => CredentialProvider::from_env(),
+        CredentialSource::File => {
+            // Validation guarantees both paths for source = "file"; an empty path would only
+            // produce a clear "cannot read" error naming it.
+            let ak = settings.ak_file.clone().unwrap_or_default();
+            let sk = settings.sk_file.clone().unwrap_or_default();
+            CredentialProvider::from_files(&ak, &sk, settings.security_token_file.as_deref())
+        }
+        CredentialSource::Metadata => Ok(CredentialProvider::metadata(&settings.metadata_endpoint)),
+    }
+}
+
+/// Everything a job needs: the settings it runs under, the store, each target's HSS ports
+/// and the clock.
+#[derive(Debug, Clone)]
+pub struct App {
+    pub settings: Settings,
+    pub store: Store,
+    pub targets: Vec<TargetApi>,
+    pub clock: Clock,
+}
+
+impl App {
+    /// The pipeline over these parts.
+    pub fn pipeline(&self) -> Pipeline<'_> {
+        Pipeline {
+            settings: &self.settings,
+            store: &self.store,
+            targets: &self.targets,
+            clock: &self.clock,
+        }
+    }
+
+    /// The configured targets.
+    pub fn targets(&self) -> Vec<Target> {
+        self.targets.iter().map(|t| t.target.clone()).collect()
+    }
+}

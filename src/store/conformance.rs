@@ -1,0 +1,499 @@
+//! One suite of store tests, written against the facade only, that every backend must pass
+//! (garage's `db::test_suite`): what goes in comes out, deletions and restorations, the
+//! policy's view, the submission protocol, the run log. A new backend adds one test that
+//! opens it and calls [`suite`].
+
+use std::time::Duration;
+
+use super::{BatchStatus, ItemOutcome, NewBatch, PreparedImage, Store, SyncOutcome, SyncRunCounts};
+use crate::domain::{
+    BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome, Planned,
+    ScanStatus, Unsubmittable,
+};
+
+/// Where the suite's clock starts (2027-01-15, well away from any day boundary).
+pub(crate) const START: i64 = 1_800_000_000_000;
+
+/// Runs every check against `store`, which must be empty and opened on a manual clock at
+/// [`START`].
+pub(crate) async fn suite(store: Store) {
+    inventory(&store).await;
+    policy_view(&store).await;
+    submissions(&store).await;
+    run_log(&store).await;
+    store.ping().await.expect("the database answers");
+    store
+        .bulk_writes()
+        .await
+        .expect("bulk on")
+        .finish()
+        .await
+        .expect("bulk off");
+}
+
+fn image(name: &str, status: ScanStatus) -> Image {
+    Image {
+        hss_record_id: Some(7),
+        image_type: ImageType::Private,
+        namespace: "ns".into(),
+        image_name: name.into(),
+        image_version: "v1".into(),
+        instance_id: String::new(),
+        instance_name: String::new(),
+        instance_url: String::new(),
+        hss_image_id: "img".into(),
+        image_digest: "sha256:aa".into(),
+        latest_version: Some(true),
+        scan_status: status,
+        scan_failed_desc: String::new(),
+        image_size: Some(10),
+        latest_update_time: Some(5),
+        latest_scan_time: None,
+        vul_num: Some(1),
+        unsafe_setting_num: None,
+        malicious_file_num: Some(0),
+        domain_name: "d".into(),
+        shared_status: String::new(),
+        scannable: Some(true),
+        unsubmittable: None,
+    }
+}
+
+async fn candidates(store: &Store, target: &str, with_names: bool) -> Vec<Candidate> {
+    let mut seen = Vec::new();
+    store
+        .visit_candidates(target, with_names, &mut |c| seen.push(c.clone()))
+        .await
+        .expect("visit");
+    seen.sort_by_key(|c| c.row_id);
+    seen
+}
+
+async fn inventory(store: &Store) {
+    let t = ImageType::Private;
+    let mut refused = image("b", ScanStatus::Success);
+    refused.unsubmittable = Some(Unsubmittable::FieldTooLong);
+    refused.latest_scan_time = Some(9);
+    let first = [
+        PreparedImage::new(image("a", ScanStatus::Unscan)),
+        PreparedImage::new(refused.clone()),
+    ];
+    store.upsert_images("inv", &first).await.expect("insert");
+    let known = store.known_images("inv", &t).await.expect("known");
+    assert_eq!(known.len(), 2);
+    for p in &first {
+        let k = known[&p.key_hash];
+        assert_eq!((k.content_hash, k.deleted), (p.content_hash, false));
+    }
+    let present = store.present_images("inv", &t).await.expect("present");
+    assert_eq!(
+        present,
+        vec![first[0].image.clone(), refused],
+        "every field comes back"
+    );
+    assert!(
+        store
+            .present_images("other", &t)
+            .await
+            .expect("present")
+            .is_empty(),
+        "targets are kept apart"
+    );
+
+    // Writing the same content again rewrites nothing; a change is written.
+    let clock = store.clock().clone();
+    clock.advance(Duration::from_secs(1));
+    let second = clock.now_ms();
+    store
+        .upsert_images("inv", &first)
+        .await
+        .expect("same again");
+    assert_eq!(
+        store.images_changed_since(second).await.expect("changed"),
+        0
+    );
+    let mut scanned = image("a", ScanStatus::Success);
+    scanned.latest_scan_time = Some(42);
+    store
+        .upsert_images("inv", &[PreparedImage::new(scanned.clone())])
+        .await
+        .expect("update");
+    assert_eq!(
+        store.images_changed_since(second).await.expect("changed"),
+        1
+    );
+    let row_a = known[&first[0].key_hash].row_id;
+    assert_eq!(store.mark_deleted(&[row_a]).await.expect("delete"), 1);
+    assert_eq!(
+        store.mark_deleted(&[row_a]).await.expect("delete again"),
+        0,
+        "only present images count"
+    );
+    let known = store.known_images("inv", &t).await.expect("known");
+    assert!(known[&first[0].key_hash].deleted);
+    assert_eq!(
+        store
+            .present_images("inv", &t)
+            .await
+            .expect("present")
+            .len(),
+        1
+    );
+    store
+        .upsert_images("inv", &[PreparedImage::new(scanned.clone())])
+        .await
+        .expect("restore");
+    let present = store.present_images("inv", &t).await.expect("present");
+    assert_eq!(present[0], scanned, "restored with its new content");
+    let counts = store.image_counts().await.expect("counts");
+    let inv: Vec<(&str, i64)> = counts
+        .iter()
+        .filter(|c| c.target == "inv")
+        .map(|c| (c.scan_status.as_str(), c.images))
+        .collect();
+    assert_eq!(inv, [("success", 2)]);
+}
+
+async fn policy_view(store: &Store) {
+    let mut refused = image("b", ScanStatus::Failed);
+    refused.unsubmittable = Some(Unsubmittable::FieldTooLong);
+    refused.scannable = None;
+    refused.latest_version = Some(false);
+    store
+        .upsert_images(
+            "pol",
+            &[
+                PreparedImage::new(image("a", ScanStatus::Unscan)),
+                PreparedImage::new(refused),
+            ],
+        )
+        .await
+        .expect("insert");
+    let seen = candidates(store, "pol", false).await;
+    assert_eq!(seen.len(), 2);
+    let (a, b) = (&seen[0], &seen[1]);
+    assert_eq!(a.image_type, ImageType::Private);
+    assert_eq!(
+        (
+            &a.scan_status,
+            a.unsubmittable,
+            a.scannable,
+            a.latest_version
+        ),
+        (&ScanStatus::Unscan, None, Some(true), Some(true))
+    );
+    assert_eq!(a.namespace, "", "names only when asked for");
+    assert_eq!(
+        (
+            &b.scan_status,
+            b.unsubmittable,
+            b.scannable,
+            b.latest_version
+        ),
+        (
+            &ScanStatus::Failed,
+            Some(Unsubmittable::FieldTooLong),
+            None,
+            Some(false)
+        )
+    );
+    assert!(!a.in_flight && a.last_submitted_at.is_none() && a.failed_submissions == 0);
+    let named = candidates(store, "pol", true).await;
+    assert_eq!(
+        (
+            named[1].namespace.as_str(),
+            named[1].image_name.as_str(),
+            named[1].image_version.as_str()
+        ),
+        ("ns", "b", "v1")
+    );
+}
+
+fn planned(c: &Candidate, target: &str, reason: DueReason) -> Planned {
+    Planned {
+        row_id: c.row_id,
+        target: target.into(),
+        image_type: c.image_type.clone(),
+        due: Due {
+            reason,
+            rule: Some(0),
+            priority: 3,
+        },
+        latest_scan_time: c.latest_scan_time,
+    }
+}
+
+async fn submissions(store: &Store) {
+    let clock = store.clock().clone();
+    let target = "sub";
+    let mut enterprise = image("a", ScanStatus::Unscan);
+    enterprise.instance_id = "inst".into();
+    enterprise.instance_url = "https://e".into();
+    store
+        .upsert_images(
+            target,
+            &[
+                PreparedImage::new(enterprise),
+                PreparedImage::new(image("b", ScanStatus::Success)),
+            ],
+        )
+        .await
+        .expect("insert");
+    let seen = candidates(store, target, false).await;
+    let plan = vec![
+        planned(&seen[1], target, DueReason::Stale),
+        planned(&seen[0], target, DueReason::NeverScanned),
+    ];
+    let due = store.due_images(&plan).await.expect("due images");
+    assert_eq!(due.len(), 2, "in plan order");
+    assert_eq!(due[0].identity.image_name, "b");
+    assert_eq!(
+        (
+            due[1].identity.instance_id.as_str(),
+            due[1].identity.instance_url.as_str()
+        ),
+        ("inst", "https://e")
+    );
+    assert_eq!(due[1].scan_status, ScanStatus::Unscan);
+
+    // A batch is recorded pending before its call, its images in flight.
+    let batch = NewBatch {
+        target,
+        image_type: &ImageType::Private,
+        enterprise_project_id: "",
+        parent_id: None,
+    };
+    let submitted_at = clock.now_ms();
+    let first = store
+        .record_pending_batch(&batch, &due)
+        .await
+        .expect("record");
+    assert_eq!(store.submitted_since(submitted_at).await.expect("used"), 2);
+    let in_flight = candidates(store, target, false).await;
+    assert!(
+        in_flight
+            .iter()
+            .all(|c| c.in_flight && c.last_submitted_at == Some(submitted_at))
+    );
+    let open = store
+        .open_items(target, &ImageType::Private)
+        .await
+        .expect("open");
+    assert_eq!(open.len(), 2);
+    assert!(open.iter().all(|i| i.batch_id == first
+        && i.batch_status == BatchStatus::Pending
+        && i.submitted_at == submitted_at));
+    let b = open
+        .iter()
+        .find(|i| i.image_row_id == seen[1].row_id)
+        .expect("b");
+    assert_eq!(
+        (&b.status_before, &b.scan_status),
+        (&ScanStatus::Success, &ScanStatus::Success)
+    );
+
+    // Accepted; then one scanned successfully, the other never received.
+    clock.advance(Duration::from_secs(1));
+    store.mark_batch_sent(first).await.expect("sent");
+    let batches = store.recent_batches(10).await.expect("batches");
+    assert_eq!(
+        (batches[0].id, batches[0].status.as_str(), batches[0].items),
+        (first, "sent", 2)
+    );
+    assert_eq!(batches[0].answered_at, Some(submitted_at + 1000));
+    let open = store
+        .open_items(target, &ImageType::Private)
+        .await
+        .expect("open");
+    assert!(open.iter().all(|i| i.batch_status == BatchStatus::Sent));
+    let outcomes: Vec<_> = open
+        .into_iter()
+        .map(|item| {
+            let outcome = if item.image_row_id == seen[0].row_id {
+                ItemOutcome::Success
+            } else {
+                ItemOutcome::Lost
+            };
+            (item, outcome)
+        })
+        .collect();
+    store.close_items(&outcomes).await.expect("close");
+    let after = candidates(store, target, false).await;
+    assert!(after.iter().all(|c| !c.in_flight), "closed: out of flight");
+    assert_eq!(after[0].last_submitted_at, Some(submitted_at));
+    assert_eq!(
+        after[1].last_submitted_at, None,
+        "lost: the earlier submission time comes back"
+    );
+    assert!(
+        store
+            .open_items(target, &ImageType::Private)
+            .await
+            .expect("open")
+            .is_empty()
+    );
+
+    // A refused batch releases its images; an unanswered one stays pending with its error.
+    let due = store.due_images(&plan).await.expect("due images");
+    let refused = store
+        .record_pending_batch(&batch, &due[..1])
+        .await
+        .expect("record");
+    let failure = BatchFailure {
+        http_status: Some(400),
+        error_code: Some("HSS.0001".into()),
+        request_id: Some("rid".into()),
+        message: "refused".into(),
+    };
+    store
+        .mark_batch_failed(refused, &failure)
+        .await
+        .expect("failed");
+    let released = candidates(store, target, false).await;
+    assert!(!released[1].in_flight);
+    assert_eq!(
+        released[1].last_submitted_at, None,
+        "a refused submission never counted"
+    );
+    let unanswered = store
+        .record_pending_batch(&batch, &due[1..])
+        .await
+        .expect("record");
+    let timeout = BatchFailure {
+        message: "no answer".into(),
+        ..BatchFailure::default()
+    };
+    store
+        .mark_batch_unknown(unanswered, &timeout)
+        .await
+        .expect("unknown");
+    let batches = store.recent_batches(2).await.expect("batches");
+    assert_eq!(
+        (
+            batches[0].status.as_str(),
+            batches[0].error.as_deref(),
+            batches[0].answered_at.is_some()
+        ),
+        ("pending", Some("no answer"), true)
+    );
+    assert_eq!(
+        (
+            batches[1].status.as_str(),
+            batches[1].error_code.as_deref(),
+            batches[1].http_status,
+            batches[1].request_id.as_deref()
+        ),
+        ("failed", Some("HSS.0001"), Some(400), Some("rid"))
+    );
+    assert!(candidates(store, target, false).await[0].in_flight);
+    assert_eq!(
+        store.submitted_since(submitted_at).await.expect("used"),
+        3,
+        "refused batches do not use the budget"
+    );
+    // The split child of a batch names its parent.
+    let child = NewBatch {
+        parent_id: Some(refused),
+        ..batch
+    };
+    let split = store
+        .record_pending_batch(&child, &due[..1])
+        .await
+        .expect("record");
+    let batches = store.recent_batches(1).await.expect("batches");
+    assert_eq!(
+        (batches[0].id, batches[0].parent_id),
+        (split, Some(refused))
+    );
+}
+
+async fn run_log(store: &Store) {
+    let clock = store.clock().clone();
+    let run = store
+        .start_sync_run("runs", &ImageType::Shared)
+        .await
+        .expect("start");
+    let started = clock.now_ms();
+    clock.advance(Duration::from_secs(3));
+    let counts = SyncRunCounts {
+        pages: 2,
+        total_num: Some(300),
+        seen: 300,
+        new: 10,
+        changed: 5,
+        restored: 1,
+        deleted: 2,
+        unreadable_fields: 4,
+    };
+    store
+        .finish_sync_run(run, SyncOutcome::Complete, &counts, Some("note"))
+        .await
+        .expect("finish");
+    let runs = store.recent_sync_runs(5).await.expect("runs");
+    let last = &runs[0];
+    assert_eq!(
+        (
+            last.id,
+            last.target.as_str(),
+            last.image_type.as_str(),
+            last.outcome.as_str()
+        ),
+        (run, "runs", "shared_image", "complete")
+    );
+    assert_eq!(
+        (last.started_at, last.finished_at),
+        (started, Some(started + 3000))
+    );
+    assert_eq!((last.counts, last.error.as_deref()), (counts, Some("note")));
+    assert_eq!(
+        store.last_complete_sync("runs").await.expect("last"),
+        Some(started + 3000)
+    );
+    assert_eq!(store.last_complete_sync("none").await.expect("last"), None);
+
+    let job = store
+        .start_job_run(Job::Scan, "r1", "schedule")
+        .await
+        .expect("start");
+    store
+        .record_skipped_run(Job::Scan, "r2", "schedule")
+        .await
+        .expect("skipped");
+    clock.advance(Duration::from_secs(1));
+    store
+        .finish_job_run(job, JobOutcome::Success, "all done", None)
+        .await
+        .expect("finish");
+    let jobs = store.recent_job_runs(5).await.expect("jobs");
+    let outcomes: Vec<(&str, &str, &str)> = jobs
+        .iter()
+        .map(|j| (j.run_id.as_str(), j.job.as_str(), j.outcome.as_str()))
+        .collect();
+    assert_eq!(
+        outcomes,
+        [("r2", "scan", "skipped"), ("r1", "scan", "success")]
+    );
+    assert_eq!(jobs[1].summary.as_deref(), Some("all done"));
+    assert_eq!(
+        store.last_job_success(Job::Scan).await.expect("last"),
+        jobs[1].finished_at
+    );
+    assert_eq!(store.last_job_success(Job::Sync).await.expect("last"), None);
+}
+
+#[tokio::test]
+async fn sqlite_passes_the_conformance_suite() {
+    let dir = tempfile::tempdir().expect("tempdir");
+    let url = format!("sqlite://{}", dir.path().join("suite.db").display());
+    let store = super::open(&url, Clock::manual(START)).await.expect("open");
+    suite(store.clone()).await;
+    store.close().await;
+}
+
+#[tokio::test]
+async fn an_unknown_scheme_is_refused_by_name() {
+    let err = super::open("mysql://db/hss", Clock::system())
+        .await
+        .expect_err("refused");
+    assert!(err.to_string().contains("\"mysql\""), "{err}");
+}

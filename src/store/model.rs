@@ -1,0 +1,370 @@
+//! The rows the store hands out and takes in, the same for every backend. Backends convert
+//! their own representations (packed reads, column types) into these and keep them private.
+
+use serde::Serialize;
+use xxhash_rust::xxh3::Xxh3;
+
+use crate::domain::{Image, ImageIdentity, ImageType, Planned, ScanStatus};
+
+/// What the store knows of an image, keyed by [`PreparedImage::key_hash`].
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct KnownImage {
+    /// The row, by which a vanished image is marked deleted.
+    pub row_id: i64,
+    pub content_hash: i64,
+    pub deleted: bool,
+}
+
+/// An image with its hashes, ready to be compared with the store and written.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PreparedImage {
+    pub image: Image,
+    /// Hash of the inventory key (type, namespace, name, version, instance id).
+    pub key_hash: i64,
+    /// Hash of every stored field: equal hashes mean nothing to write.
+    pub content_hash: i64,
+}
+
+/// Feeds fields into a hash, each followed by a separator byte that UTF-8 never contains,
+/// so that `("ab", "c")` and `("a", "bc")` differ.
+struct FieldHasher(Xxh3);
+
+impl FieldHasher {
+    fn new() -> Self {
+        FieldHasher(Xxh3::new())
+    }
+    fn text(&mut self, value: &str) -> &mut Self {
+        self.0.update(value.as_bytes());
+        self.0.update(&[0xFF]);
+        self
+    }
+    fn number(&mut self, value: Option<i64>) -> &mut Self {
+        match value {
+            Some(v) => {
+                self.0.update(&[1]);
+                self.0.update(&v.to_le_bytes());
+            }
+            None => self.0.update(&[0]),
+        }
+        self
+    }
+    fn flag(&mut self, value: Option<bool>) -> &mut Self {
+        self.number(value.map(i64::from))
+    }
+    fn finish(&self) -> i64 {
+        // Databases store signed 64-bit integers; the bits are what matter.
+        self.0.digest() as i64
+    }
+}
+
+impl PreparedImage {
+    pub fn new(image: Image) -> Self {
+        let mut key = FieldHasher::new();
+        key.text(image.image_type.as_str())
+            .text(&image.namespace)
+            .text(&image.image_name)
+            .text(&image.image_version)
+            .text(&image.instance_id);
+        let key_hash = key.finish();
+        let mut content = FieldHasher::new();
+        content
+            .text(image.image_type.as_str())
+            .text(&image.namespace)
+            .text(&image.image_name)
+            .text(&image.image_version)
+            .text(&image.instance_id)
+            .number(image.hss_record_id)
+            .text(&image.instance_name)
+            .text(&image.instance_url)
+            .text(&image.hss_image_id)
+            .text(&image.image_digest)
+            .flag(image.latest_version)
+            .text(image.scan_status.as_str())
+            .text(&image.scan_failed_desc)
+            .number(image.image_size)
+            .number(image.latest_update_time)
+            .number(image.latest_scan_time)
+            .number(image.vul_num)
+            .number(image.unsafe_setting_num)
+            .number(image.malicious_file_num)
+            .text(&image.domain_name)
+            .text(&image.shared_status)
+            .flag(image.scannable);
+        // Only a reason is hashed, so that the hashes of submittable images stored before
+        // adapters judged submittability stay as they were (no needless rewrite).
+        if let Some(why) = image.unsubmittable {
+            content.number(Some(i64::from(why.code())));
+        }
+        PreparedImage {
+            content_hash: content.finish(),
+            key_hash,
+            image,
+        }
+    }
+}
+
+/// Live images per target, type and scan status.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct ImageCount {
+    pub target: String,
+    pub image_type: String,
+    pub scan_status: String,
+    pub images: i64,
+}
+
+/// A planned image with what the scan call and the audit trail need, read from the store just
+/// before its batch is recorded ([`super::Store::due_images`]).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct DueImage {
+    pub planned: Planned,
+    pub identity: ImageIdentity,
+    pub scan_status: ScanStatus,
+    pub latest_scan_time: Option<i64>,
+    pub last_submitted_at: Option<i64>,
+}
+
+/// A batch about to be recorded `pending`.
+#[derive(Debug, Clone, Copy)]
+pub struct NewBatch<'a> {
+    pub target: &'a str,
+    pub image_type: &'a ImageType,
+    pub enterprise_project_id: &'a str,
+    /// The batch this one was split from, after HSS said it was too large.
+    pub parent_id: Option<i64>,
+}
+
+/// Where a batch stands in the audit trail (`scan_batches.status`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum BatchStatus {
+    /// Recorded before its call, or answered in a way that does not tell whether HSS took
+    /// it (reported as "unknown"): never resent blindly.
+    Pending,
+    /// HSS accepted it.
+    Sent,
+    /// HSS certainly did not take it (refused, or too large and split).
+    Failed,
+}
+
+impl BatchStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            BatchStatus::Pending => "pending",
+            BatchStatus::Sent => "sent",
+            BatchStatus::Failed => "failed",
+        }
+    }
+
+    /// The status a stored text stands for; `None` for a text no version wrote.
+    pub fn parse(text: &str) -> Option<BatchStatus> {
+        [BatchStatus::Pending, BatchStatus::Sent, BatchStatus::Failed]
+            .into_iter()
+            .find(|s| s.as_str() == text)
+    }
+}
+
+/// An open item of a target and type, with what reconciliation needs to decide on it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenItem {
+    pub item_id: i64,
+    pub image_row_id: i64,
+    pub batch_id: i64,
+    /// `Pending` or `Sent`: items of failed batches are never open.
+    pub batch_status: BatchStatus,
+    /// When the batch was committed: the submission time.
+    pub submitted_at: i64,
+    pub status_before: ScanStatus,
+    pub scan_time_before: Option<i64>,
+    pub scan_status: ScanStatus,
+    pub latest_scan_time: Option<i64>,
+    pub deleted: bool,
+}
+
+/// How an item ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ItemOutcome {
+    /// HSS scanned it successfully.
+    Success,
+    /// HSS scanned it and the scan failed.
+    Failed,
+    /// HSS never received it (its batch's answer never came and nothing moved).
+    Lost,
+    /// A complete sync no longer lists the image.
+    Vanished,
+}
+
+impl ItemOutcome {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ItemOutcome::Success => "success",
+            ItemOutcome::Failed => "failed",
+            ItemOutcome::Lost => "lost",
+            ItemOutcome::Vanished => "vanished",
+        }
+    }
+}
+
+/// A row of `scan_batches`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct Batch {
+    pub id: i64,
+    pub target: String,
+    pub image_type: String,
+    pub parent_id: Option<i64>,
+    pub created_at: i64,
+    pub answered_at: Option<i64>,
+    pub status: String,
+    pub items: i64,
+    pub http_status: Option<i64>,
+    pub error_code: Option<String>,
+    pub request_id: Option<String>,
+    pub error: Option<String>,
+}
+
+/// How a sync ended.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum SyncOutcome {
+    /// Every page was listed and `total_num` held still: absent images were marked deleted.
+    Complete,
+    /// Some pages were written but the listing cannot be proved whole: nothing was deleted.
+    Partial,
+    /// Nothing could be listed.
+    Failed,
+}
+
+impl SyncOutcome {
+    pub const ALL: [SyncOutcome; 3] = [
+        SyncOutcome::Complete,
+        SyncOutcome::Partial,
+        SyncOutcome::Failed,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            SyncOutcome::Complete => "complete",
+            SyncOutcome::Partial => "partial",
+            SyncOutcome::Failed => "failed",
+        }
+    }
+}
+
+/// What one sync counted.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Serialize)]
+pub struct SyncRunCounts {
+    pub pages: i64,
+    pub total_num: Option<i64>,
+    pub seen: i64,
+    pub new: i64,
+    pub changed: i64,
+    pub restored: i64,
+    pub deleted: i64,
+    pub unreadable_fields: i64,
+}
+
+/// A row of `sync_runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncRun {
+    pub id: i64,
+    pub target: String,
+    pub image_type: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    pub outcome: String,
+    #[serde(flatten)]
+    pub counts: SyncRunCounts,
+    pub error: Option<String>,
+}
+
+/// A row of `job_runs`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct JobRun {
+    pub id: i64,
+    pub job: String,
+    pub run_id: String,
+    pub trigger: String,
+    pub started_at: i64,
+    pub finished_at: Option<i64>,
+    /// `running`, `success`, `failure`, `skipped` or `interrupted`.
+    pub outcome: String,
+    pub summary: Option<String>,
+    pub error: Option<String>,
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::domain::Unsubmittable;
+
+    pub(crate) fn image() -> Image {
+        Image {
+            hss_record_id: Some(1),
+            image_type: ImageType::Private,
+            namespace: "ns".into(),
+            image_name: "app".into(),
+            image_version: "v1".into(),
+            instance_id: String::new(),
+            instance_name: String::new(),
+            instance_url: String::new(),
+            hss_image_id: "i".into(),
+            image_digest: "sha256:x".into(),
+            latest_version: Some(true),
+            scan_status: ScanStatus::Success,
+            scan_failed_desc: String::new(),
+            image_size: Some(10),
+            latest_update_time: Some(1),
+            latest_scan_time: Some(2),
+            vul_num: Some(0),
+            unsafe_setting_num: None,
+            malicious_file_num: None,
+            domain_name: String::new(),
+            shared_status: String::new(),
+            scannable: Some(true),
+            unsubmittable: None,
+        }
+    }
+
+    #[test]
+    fn content_hash_sees_every_change_and_key_hash_only_the_key() {
+        let base = PreparedImage::new(image());
+        let mut scanned = image();
+        scanned.latest_scan_time = Some(3);
+        let scanned = PreparedImage::new(scanned);
+        assert_eq!(base.key_hash, scanned.key_hash);
+        assert_ne!(base.content_hash, scanned.content_hash);
+
+        let mut unknown_size = image();
+        unknown_size.unsafe_setting_num = Some(0);
+        assert_ne!(
+            PreparedImage::new(unknown_size).content_hash,
+            base.content_hash,
+            "None ≠ 0"
+        );
+
+        let mut shifted = image();
+        shifted.namespace = "nsa".into();
+        shifted.image_name = "pp".into();
+        assert_ne!(
+            PreparedImage::new(shifted).key_hash,
+            base.key_hash,
+            "field boundaries count"
+        );
+
+        let mut refused = image();
+        refused.unsubmittable = Some(Unsubmittable::FieldTooLong);
+        assert_ne!(
+            PreparedImage::new(refused).content_hash,
+            base.content_hash,
+            "an adapter's verdict is content"
+        );
+    }
+
+    #[test]
+    fn batch_statuses_round_trip_through_their_text() {
+        for status in [BatchStatus::Pending, BatchStatus::Sent, BatchStatus::Failed] {
+            assert_eq!(BatchStatus::parse(status.as_str()), Some(status));
+        }
+        assert_eq!(BatchStatus::parse("unknown"), None);
+    }
+}

@@ -1,0 +1,250 @@
+//! `sync_runs` and `job_runs`: one row per sync of a target and image type, and one per run
+//! of a daemon job (skipped ticks included). Rows are written `running` first and closed at
+//! the end, so a run whose process died is visible and closed at the next open.
+
+use sqlx::FromRow;
+
+use super::{Context, SqliteBackend};
+use crate::domain::{ImageType, Job, JobOutcome};
+use crate::store::{JobRun, StoreError, SyncOutcome, SyncRun, SyncRunCounts};
+
+impl SqliteBackend {
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn start_sync_run(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let id = sqlx::query_scalar(
+            "INSERT INTO sync_runs (target, image_type, owner, started_at) \
+             VALUES (?, ?, ?, ?) RETURNING id",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .bind(self.owner.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("record the start of a sync")?;
+        tx.commit().await.context("record the start of a sync")?;
+        Ok(id)
+    }
+
+    #[tracing::instrument(skip_all, err, fields(run = id))]
+    pub(super) async fn finish_sync_run(
+        &self,
+        id: i64,
+        outcome: SyncOutcome,
+        counts: &SyncRunCounts,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE sync_runs SET finished_at = ?, outcome = ?, pages = ?, total_num = ?, \
+             seen = ?, new = ?, changed = ?, restored = ?, deleted = ?, unreadable_fields = ?, \
+             error = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(counts.pages)
+        .bind(counts.total_num)
+        .bind(counts.seen)
+        .bind(counts.new)
+        .bind(counts.changed)
+        .bind(counts.restored)
+        .bind(counts.deleted)
+        .bind(counts.unreadable_fields)
+        .bind(error)
+        .bind(id);
+        self.write_one(query, "record the end of a sync").await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+        let rows: Vec<SyncRunRow> = sqlx::query_as(
+            "SELECT id, target, image_type, started_at, finished_at, outcome, pages, total_num, \
+             seen, new, changed, restored, deleted, unreadable_fields, error \
+             FROM sync_runs ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the latest sync runs")?;
+        Ok(rows.into_iter().map(SyncRun::from).collect())
+    }
+
+    pub(super) async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM sync_runs WHERE target = ? AND outcome = 'complete'",
+        )
+        .bind(target)
+        .fetch_one(&self.reader)
+        .await
+        .context("read the last complete sync")
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn start_job_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let id = sqlx::query_scalar(
+            "INSERT INTO job_runs (job, run_id, trigger, owner, started_at) \
+             VALUES (?, ?, ?, ?, ?) RETURNING id",
+        )
+        .bind(job.as_str())
+        .bind(run_id)
+        .bind(trigger)
+        .bind(self.owner.as_str())
+        .bind(now)
+        .fetch_one(&mut *tx)
+        .await
+        .context("record the start of a job run")?;
+        tx.commit().await.context("record the start of a job run")?;
+        Ok(id)
+    }
+
+    #[tracing::instrument(skip_all, err, fields(run = id))]
+    pub(super) async fn finish_job_run(
+        &self,
+        id: i64,
+        outcome: JobOutcome,
+        summary: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE job_runs SET finished_at = ?, outcome = ?, summary = ?, error = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(summary)
+        .bind(error)
+        .bind(id);
+        self.write_one(query, "record the end of a job run").await
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn record_skipped_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO job_runs (job, run_id, trigger, owner, started_at, finished_at, \
+             outcome, summary) VALUES (?, ?, ?, ?, ?, ?, ?, \
+             'the previous run was still going')",
+        )
+        .bind(job.as_str())
+        .bind(run_id)
+        .bind(trigger)
+        .bind(self.owner.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(JobOutcome::Skipped.as_str());
+        self.write_one(query, "record a skipped job run").await
+    }
+
+    pub(super) async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT MAX(finished_at) FROM job_runs WHERE job = ? AND outcome = ?")
+            .bind(job.as_str())
+            .bind(JobOutcome::Success.as_str())
+            .fetch_one(&self.reader)
+            .await
+            .context("read the last successful job run")
+    }
+
+    pub(super) async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
+        let rows: Vec<JobRunRow> = sqlx::query_as(
+            "SELECT id, job, run_id, trigger, started_at, finished_at, outcome, summary, error \
+             FROM job_runs ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the latest job runs")?;
+        Ok(rows.into_iter().map(JobRun::from).collect())
+    }
+}
+
+/// A row of `sync_runs` as SQLite returns it.
+#[derive(FromRow)]
+struct SyncRunRow {
+    id: i64,
+    target: String,
+    image_type: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: String,
+    pages: i64,
+    total_num: Option<i64>,
+    seen: i64,
+    new: i64,
+    changed: i64,
+    restored: i64,
+    deleted: i64,
+    unreadable_fields: i64,
+    error: Option<String>,
+}
+
+impl From<SyncRunRow> for SyncRun {
+    fn from(r: SyncRunRow) -> SyncRun {
+        SyncRun {
+            id: r.id,
+            target: r.target,
+            image_type: r.image_type,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            counts: SyncRunCounts {
+                pages: r.pages,
+                total_num: r.total_num,
+                seen: r.seen,
+                new: r.new,
+                changed: r.changed,
+                restored: r.restored,
+                deleted: r.deleted,
+                unreadable_fields: r.unreadable_fields,
+            },
+            error: r.error,
+        }
+    }
+}
+
+/// A row of `job_runs` as SQLite returns it.
+#[derive(FromRow)]
+struct JobRunRow {
+    id: i64,
+    job: String,
+    run_id: String,
+    trigger: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: String,
+    summary: Option<String>,
+    error: Option<String>,
+}
+
+impl From<JobRunRow> for JobRun {
+    fn from(r: JobRunRow) -> JobRun {
+        JobRun {
+            id: r.id,
+            job: r.job,
+            run_id: r.run_id,
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            summary: r.summary,
+            error: r.error,
+        }
+    }
+}

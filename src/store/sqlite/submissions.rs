@@ -1,0 +1,356 @@
+//! `scan_batches` and `scan_items`: the audit trail of every scan call, and the per-image
+//! bookkeeping (`images.in_flight`, `last_submitted_at`, `failed_submissions`,
+//! `last_item_id`) the policy reads.
+//!
+//! The protocol: a batch and its items are committed `pending` before the call
+//! ([`SqliteBackend::record_pending_batch`]); the answer makes it `sent` or `failed`, or
+//! leaves it `pending` with the error when the answer does not tell whether HSS took it.
+//! Complete syncs then close each open item from what HSS shows
+//! ([`SqliteBackend::close_items`]).
+
+use sqlx::{FromRow, QueryBuilder, Sqlite};
+
+use super::{Context, SqliteBackend, push_in_list};
+use crate::domain::{BatchFailure, ImageType, ScanStatus};
+use crate::store::{Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, StoreError};
+
+/// Images per multi-row statement (8 variables each, well under SQLite's limit).
+const ROWS_PER_STATEMENT: usize = 1000;
+
+impl SqliteBackend {
+    /// Images submitted since `since` (ms) in batches HSS may have taken (`sent` or
+    /// `pending`): what the daily budget has used.
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
+        let used: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(items), 0) FROM scan_batches \
+             WHERE created_at >= ? AND status <> 'failed'",
+        )
+        .bind(since)
+        .fetch_one(&self.reader)
+        .await
+        .context("count today's submissions")?;
+        Ok(u64::try_from(used).unwrap_or(0))
+    }
+
+    /// Commits a batch and its items as `pending`, and marks its images in flight, before
+    /// the call is made. Earlier open items of the same images are closed as superseded.
+    #[tracing::instrument(skip_all, err, fields(target = batch.target, items = items.len()))]
+    pub(super) async fn record_pending_batch(
+        &self,
+        batch: &NewBatch<'_>,
+        items: &[DueImage],
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        let mut tx = self.write().await?;
+        let batch_id: i64 = sqlx::query_scalar(
+            "INSERT INTO scan_batches (target, image_type, enterprise_project_id, owner, \
+             parent_id, created_at, status, items) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) \
+             RETURNING id",
+        )
+        .bind(batch.target)
+        .bind(batch.image_type.as_str())
+        .bind(batch.enterprise_project_id)
+        .bind(self.owner.as_str())
+        .bind(batch.parent_id)
+        .bind(now)
+        .bind(items.len() as i64)
+        .fetch_one(&mut *tx)
+        .await
+        .context("record a pending batch")?;
+        // Three statements per chunk rather than three per image: a batch is up to 10,241.
+        for chunk in items.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE scan_items SET outcome = 'superseded', finished_at = ");
+            q.push_bind(now)
+                .push(" WHERE outcome IS NULL AND image_row_id");
+            push_in_list(&mut q, chunk.iter().map(|item| item.planned.row_id));
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("close superseded submissions")?;
+
+            let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
+                "INSERT INTO scan_items (batch_id, image_row_id, reason, rule, priority, \
+                 status_before, scan_time_before, submitted_before) ",
+            );
+            q.push_values(chunk, |mut row, item| {
+                let due = &item.planned.due;
+                row.push_bind(batch_id)
+                    .push_bind(item.planned.row_id)
+                    .push_bind(due.reason.as_str())
+                    .push_bind(due.rule.map(|r| r as i64))
+                    .push_bind(due.priority)
+                    .push_bind(item.scan_status.as_str().to_owned())
+                    .push_bind(item.latest_scan_time)
+                    .push_bind(item.last_submitted_at);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("record pending items")?;
+
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("UPDATE images SET in_flight = 1, last_submitted_at = ");
+            q.push_bind(now)
+                .push(
+                    // `outcome IS NULL` lets SQLite use the partial index on open items by
+                    // image; by batch alone it would scan the whole batch for every image.
+                    ", last_item_id = (SELECT s.id FROM scan_items s \
+                     WHERE s.image_row_id = images.id AND s.outcome IS NULL AND s.batch_id = ",
+                )
+                .push_bind(batch_id)
+                .push(") WHERE id");
+            push_in_list(&mut q, chunk.iter().map(|item| item.planned.row_id));
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("mark images in flight")?;
+        }
+        tx.commit().await.context("record a pending batch")?;
+        Ok(batch_id)
+    }
+
+    /// HSS accepted the batch.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub(super) async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("UPDATE scan_batches SET status = 'sent', answered_at = ? WHERE id = ?")
+            .bind(now)
+            .bind(batch_id)
+            .execute(&mut *tx)
+            .await
+            .context("mark a batch sent")?;
+        tx.commit().await.context("mark a batch sent")
+    }
+
+    /// The call ended without telling whether HSS took the batch: it stays `pending`, its
+    /// images stay in flight, and the next syncs decide.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub(super) async fn mark_batch_unknown(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.record_answer(batch_id, BatchStatus::Pending, failure, now)
+            .await
+    }
+
+    /// HSS certainly did not take the batch: its items are rejected and their images go back
+    /// to how they were before, so that the policy sees them due again.
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    pub(super) async fn mark_batch_failed(
+        &self,
+        batch_id: i64,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        self.record_answer(batch_id, BatchStatus::Failed, failure, now)
+            .await?;
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE images SET in_flight = 0, last_submitted_at = \
+             (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
+             WHERE last_item_id IN (SELECT id FROM scan_items WHERE batch_id = ?)",
+        )
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("release the images of a failed batch")?;
+        sqlx::query(
+            "UPDATE scan_items SET outcome = 'rejected', finished_at = ? \
+             WHERE batch_id = ? AND outcome IS NULL",
+        )
+        .bind(now)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("reject the items of a failed batch")?;
+        tx.commit()
+            .await
+            .context("release the images of a failed batch")
+    }
+
+    async fn record_answer(
+        &self,
+        batch_id: i64,
+        status: BatchStatus,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE scan_batches SET status = ?, answered_at = ?, http_status = ?, \
+             error_code = ?, request_id = ?, error = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(failure.http_status.map(i64::from))
+        .bind(&failure.error_code)
+        .bind(&failure.request_id)
+        .bind(&failure.message)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("record a batch's answer")?;
+        tx.commit().await.context("record a batch's answer")
+    }
+
+    /// The open items of a target and type, with their image's current state.
+    #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
+    pub(super) async fn open_items(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<OpenItem>, StoreError> {
+        let rows: Vec<OpenItemRow> = sqlx::query_as(
+            "SELECT s.id AS item_id, s.image_row_id, s.batch_id, b.status AS batch_status, \
+             b.created_at AS submitted_at, s.status_before, s.scan_time_before, \
+             i.scan_status, i.latest_scan_time, i.deleted_at IS NOT NULL AS deleted \
+             FROM scan_items s JOIN scan_batches b ON b.id = s.batch_id \
+             JOIN images i ON i.id = s.image_row_id \
+             WHERE s.outcome IS NULL AND b.status <> 'failed' \
+             AND b.target = ? AND b.image_type = ?",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .context("read open submissions")?;
+        rows.into_iter().map(OpenItemRow::into_item).collect()
+    }
+
+    /// Closes items with their outcomes, in one transaction, and moves their images on:
+    /// out of flight; a failed scan adds to the image's consecutive failures and a success
+    /// clears them; a lost submission gives the image back its earlier submission time, so
+    /// that it is due again under its old reason.
+    #[tracing::instrument(skip_all, err, fields(items = outcomes.len()))]
+    pub(super) async fn close_items(
+        &self,
+        outcomes: &[(OpenItem, ItemOutcome)],
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        for (item, outcome) in outcomes {
+            sqlx::query("UPDATE scan_items SET outcome = ?, finished_at = ? WHERE id = ?")
+                .bind(outcome.as_str())
+                .bind(now)
+                .bind(item.item_id)
+                .execute(&mut *tx)
+                .await
+                .context("close a submission")?;
+            let image_update = match outcome {
+                ItemOutcome::Success => {
+                    "UPDATE images SET in_flight = 0, failed_submissions = 0 \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Failed => {
+                    "UPDATE images SET in_flight = 0, \
+                     failed_submissions = failed_submissions + 1 \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Lost => {
+                    "UPDATE images SET in_flight = 0, last_submitted_at = \
+                     (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
+                     WHERE id = ? AND last_item_id = ?"
+                }
+                ItemOutcome::Vanished => {
+                    "UPDATE images SET in_flight = 0 WHERE id = ? AND last_item_id = ?"
+                }
+            };
+            sqlx::query(image_update)
+                .bind(item.image_row_id)
+                .bind(item.item_id)
+                .execute(&mut *tx)
+                .await
+                .context("move a submitted image on")?;
+        }
+        tx.commit().await.context("close submissions")
+    }
+
+    /// The latest `limit` batches, newest first.
+    #[tracing::instrument(skip_all, err)]
+    pub(super) async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
+        let rows: Vec<BatchRow> = sqlx::query_as(
+            "SELECT id, target, image_type, parent_id, created_at, answered_at, status, items, \
+             http_status, error_code, request_id, error FROM scan_batches \
+             ORDER BY id DESC LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the latest batches")?;
+        Ok(rows.into_iter().map(Batch::from).collect())
+    }
+}
+
+/// An open item as SQLite returns it.
+#[derive(FromRow)]
+struct OpenItemRow {
+    item_id: i64,
+    image_row_id: i64,
+    batch_id: i64,
+    batch_status: String,
+    submitted_at: i64,
+    status_before: String,
+    scan_time_before: Option<i64>,
+    scan_status: String,
+    latest_scan_time: Option<i64>,
+    deleted: bool,
+}
+
+impl OpenItemRow {
+    fn into_item(self) -> Result<OpenItem, StoreError> {
+        Ok(OpenItem {
+            item_id: self.item_id,
+            image_row_id: self.image_row_id,
+            batch_id: self.batch_id,
+            batch_status: BatchStatus::parse(&self.batch_status).ok_or(StoreError::Corrupt {
+                what: "the status of a batch",
+            })?,
+            submitted_at: self.submitted_at,
+            status_before: ScanStatus::from(self.status_before.as_str()),
+            scan_time_before: self.scan_time_before,
+            scan_status: ScanStatus::from(self.scan_status.as_str()),
+            latest_scan_time: self.latest_scan_time,
+            deleted: self.deleted,
+        })
+    }
+}
+
+/// A row of `scan_batches` as SQLite returns it.
+#[derive(FromRow)]
+struct BatchRow {
+    id: i64,
+    target: String,
+    image_type: String,
+    parent_id: Option<i64>,
+    created_at: i64,
+    answered_at: Option<i64>,
+    status: String,
+    items: i64,
+    http_status: Option<i64>,
+    error_code: Option<String>,
+    request_id: Option<String>,
+    error: Option<String>,
+}
+
+impl From<BatchRow> for Batch {
+    fn from(r: BatchRow) -> Batch {
+        Batch {
+            id: r.id,
+            target: r.target,
+            image_type: r.image_type,
+            parent_id: r.parent_id,
+            created_at: r.created_at,
+            answered_at: r.answered_at,
+            status: r.status,
+            items: r.items,
+            http_status: r.http_status,
+            error_code: r.error_code,
+            request_id: r.request_id,
+            error: r.error,
+        }
+    }
+}
