@@ -12,7 +12,7 @@ mod common;
 use std::path::Path;
 use std::time::Instant;
 
-use common::{PROJECT, run, start_sim};
+use common::{ConfigText, bench_config, run, start_sim};
 use hss_scand::config::Settings;
 use hss_scand::domain::Clock;
 use hss_scand::pipeline::plan::plan;
@@ -28,12 +28,8 @@ fn main() {
 fn plan_over_a_million() {
     let (mut sim, url) = start_sim(1_000_000, &["--queue-delay", "1h"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &url,
-        &["private_image", "shared_image", "instance_image"],
-        "",
-    );
+    let all = ["private_image", "shared_image", "instance_image"];
+    let config = write_config(dir.path(), &url, &all, "default", |c| c);
     let synced = run(&config, &["sync"]);
     println!(
         "setup: synced 1,000,000 images in {:.1} s",
@@ -46,12 +42,9 @@ fn plan_over_a_million() {
         cli.wall.as_secs_f64(),
         cli.peak_rss_mib()
     );
-    let capped = write_config(
-        dir.path(),
-        &url,
-        &["private_image", "shared_image", "instance_image"],
-        "[policy]\nmax_images_per_run = 10000\n",
-    );
+    let capped = write_config(dir.path(), &url, &all, "capped", |c| {
+        c.set("policy.max_images_per_run", "10000")
+    });
     let cli = run(&capped, &["plan", "--output", "json"]);
     println!(
         "hss-scand plan --output json with max_images_per_run = 10000: {:.3} s wall, peak RSS {:.1} MiB",
@@ -59,13 +52,12 @@ fn plan_over_a_million() {
         cli.peak_rss_mib()
     );
     in_process(&config, "default policy");
-    let with_rules = write_config(
-        dir.path(),
-        &url,
-        &["private_image", "shared_image", "instance_image"],
-        "[[policy.rules]]\nnamespace = \"prod-*\"\npriority = 5\n\
-         [[policy.rules]]\nimage = \"*-legacy\"\nskip = true\n",
-    );
+    let with_rules = write_config(dir.path(), &url, &all, "rules", |c| {
+        c.raw(
+            "[[policy.rules]]\nnamespace = \"prod-*\"\npriority = 5\n\
+             [[policy.rules]]\nimage = \"*-legacy\"\nskip = true\n",
+        )
+    });
     in_process(&with_rules, "two [[policy.rules]] (names read)");
 
     let _ = sim.kill();
@@ -115,12 +107,9 @@ fn submit_fifty_thousand() {
     // Enough private images that more than 50,000 are due; the cap takes exactly 50,000.
     let (mut sim, url) = start_sim(80_000, &["--queue-delay", "1h"]);
     let dir = tempfile::tempdir().expect("tempdir");
-    let config = write_config(
-        dir.path(),
-        &url,
-        &["private_image"],
-        "[policy]\nmax_images_per_run = 50000\n",
-    );
+    let config = write_config(dir.path(), &url, &["private_image"], "scan", |c| {
+        c.set("policy.max_images_per_run", "50000")
+    });
     run(&config, &["sync"]);
     let scan = run(&config, &["scan"]);
     let calls = scan
@@ -144,20 +133,15 @@ fn submit_fifty_thousand() {
     let _ = sim.wait();
 }
 
-fn write_config(dir: &Path, url: &str, types: &[&str], extra: &str) -> std::path::PathBuf {
-    let path = dir.join(format!("bench-{}.toml", extra.len()));
-    let types: Vec<String> = types.iter().map(|t| format!("\"{t}\"")).collect();
-    std::fs::write(
-        &path,
-        format!(
-            "[database]\nurl = \"sqlite://{db}\"\n[hss]\nendpoint = \"{url}\"\n\
-             requests_per_second = 100000\n[[targets]]\nname = \"bench\"\n\
-             region = \"ap-southeast-1\"\nproject_id = \"{PROJECT}\"\nimage_types = [{}]\n\
-             [log]\nlevel = \"warn\"\n{extra}",
-            types.join(", "),
-            db = dir.join("bench.db").display(),
-        ),
-    )
-    .expect("write config");
+/// The benchmark's configuration for `types`, as `adjust` changes it, in a file of its own.
+fn write_config(
+    dir: &Path,
+    url: &str,
+    types: &[&str],
+    name: &str,
+    adjust: impl FnOnce(ConfigText) -> ConfigText,
+) -> std::path::PathBuf {
+    let path = dir.join(format!("bench-{name}.toml"));
+    adjust(bench_config(dir, url, types)).write(&path);
     path
 }

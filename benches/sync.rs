@@ -11,7 +11,7 @@
 #[path = "common/mod.rs"]
 mod common;
 
-use common::{PROJECT, run, start_sim};
+use common::{bench_config, run, start_sim};
 
 fn main() {
     let sizes: Vec<usize> = std::env::args()
@@ -36,28 +36,13 @@ fn bench(images: usize) {
     let (mut sim, url) = start_sim(images, &[]);
     let dir = tempfile::tempdir().expect("tempdir");
     let config = dir.path().join("bench.toml");
-    std::fs::write(
-        &config,
-        format!(
-            r#"
-[database]
-url = "sqlite://{db}"
-[hss]
-endpoint = "{url}"
-page_size = 200
-requests_per_second = 100000
-[[targets]]
-name = "bench"
-region = "ap-southeast-1"
-project_id = "{PROJECT}"
-image_types = ["private_image", "shared_image", "instance_image"]
-[log]
-level = "warn"
-"#,
-            db = dir.path().join("bench.db").display(),
-        ),
+    bench_config(
+        dir.path(),
+        &url,
+        &["private_image", "shared_image", "instance_image"],
     )
-    .expect("write config");
+    .set("hss.page_size", "200")
+    .write(&config);
 
     let fresh = run(&config, &["sync"]);
     let resync = run(&config, &["sync"]);

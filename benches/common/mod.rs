@@ -1,5 +1,12 @@
-//! What both benchmarks need: a release `hss-sim` on loopback, and `hss-scand` runs measured
-//! alone (wall time and the peak RSS of that process, from `wait4`).
+//! What both benchmarks need: a release `hss-sim` on loopback, its configuration (from the
+//! tests' configuration builder), and `hss-scand` runs measured alone (wall time and the peak
+//! RSS of that process, from `wait4`).
+
+#[path = "../../tests/support/config.rs"]
+#[allow(dead_code)]
+mod config;
+
+pub use config::ConfigText;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -85,4 +92,15 @@ pub fn run(config: &Path, args: &[&str]) -> Measured {
         peak_rss_kib: usage.ru_maxrss,
         stdout: kept,
     }
+}
+
+/// The benchmarks' configuration: a database in `dir`, the simulator at `url` without a rate
+/// limit worth the name, one target `bench` with `types`, warnings only.
+pub fn bench_config(dir: &Path, url: &str, types: &[&str]) -> ConfigText {
+    ConfigText::new()
+        .database(&dir.join("bench.db"))
+        .endpoint(url)
+        .set("hss.requests_per_second", "100000")
+        .target("bench", PROJECT, types)
+        .set("log.level", r#""warn""#)
 }

@@ -113,6 +113,50 @@ pub struct Image {
     pub unsubmittable: Option<Unsubmittable>,
 }
 
+impl Image {
+    /// What a scan call names this image by.
+    pub fn identity(&self) -> ImageIdentity {
+        ImageIdentity {
+            namespace: self.namespace.clone(),
+            image_name: self.image_name.clone(),
+            image_version: self.image_version.clone(),
+            instance_id: self.instance_id.clone(),
+            instance_url: self.instance_url.clone(),
+        }
+    }
+
+    /// For tests: `ns/{name}:v1`, a private image that is scannable, the latest version and
+    /// never scanned, with every other field empty.
+    #[cfg(test)]
+    pub(crate) fn example(name: &str) -> Image {
+        Image {
+            hss_record_id: Some(1),
+            image_type: ImageType::Private,
+            namespace: "ns".into(),
+            image_name: name.into(),
+            image_version: "v1".into(),
+            instance_id: String::new(),
+            instance_name: String::new(),
+            instance_url: String::new(),
+            hss_image_id: String::new(),
+            image_digest: String::new(),
+            latest_version: Some(true),
+            scan_status: ScanStatus::Unscan,
+            scan_failed_desc: String::new(),
+            image_size: None,
+            latest_update_time: None,
+            latest_scan_time: None,
+            vul_num: None,
+            unsafe_setting_num: None,
+            malicious_file_num: None,
+            domain_name: String::new(),
+            shared_status: String::new(),
+            scannable: Some(true),
+            unsubmittable: None,
+        }
+    }
+}
+
 /// What a scan call names an image by: the fields an adapter copies into its request body.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageIdentity {

@@ -11,9 +11,7 @@ use async_trait::async_trait;
 use super::report::BatchState;
 use super::{Pipeline, TargetApi};
 use crate::config::Settings;
-use crate::domain::{
-    BatchFailure, Clock, Image, ImageIdentity, ImageType, ScanStatus, Shutdown, Target,
-};
+use crate::domain::{BatchFailure, Clock, Image, ImageIdentity, ImageType, Shutdown, Target};
 use crate::hss::transport::error::HssError;
 use crate::hss::{ImagePage, ImageSource, PageRequest, ScanSubmitter, SourceError, SubmitError};
 use crate::store::{self, Store, SyncOutcome};
@@ -117,31 +115,9 @@ impl ScanSubmitter for FakeSubmitter {
 }
 
 fn image(n: usize) -> Image {
-    Image {
-        hss_record_id: Some(n as i64),
-        image_type: ImageType::Private,
-        namespace: "ns".into(),
-        image_name: format!("app{n:04}"),
-        image_version: "v1".into(),
-        instance_id: String::new(),
-        instance_name: String::new(),
-        instance_url: String::new(),
-        hss_image_id: String::new(),
-        image_digest: String::new(),
-        latest_version: Some(true),
-        scan_status: ScanStatus::Unscan,
-        scan_failed_desc: String::new(),
-        image_size: None,
-        latest_update_time: None,
-        latest_scan_time: None,
-        vul_num: None,
-        unsafe_setting_num: None,
-        malicious_file_num: None,
-        domain_name: String::new(),
-        shared_status: String::new(),
-        scannable: Some(true),
-        unsubmittable: None,
-    }
+    let mut image = Image::example(&format!("app{n:04}"));
+    image.hss_record_id = Some(n as i64);
+    image
 }
 
 struct Rig {

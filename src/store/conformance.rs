@@ -32,31 +32,17 @@ pub(crate) async fn suite(store: Store) {
 }
 
 fn image(name: &str, status: ScanStatus) -> Image {
-    Image {
-        hss_record_id: Some(7),
-        image_type: ImageType::Private,
-        namespace: "ns".into(),
-        image_name: name.into(),
-        image_version: "v1".into(),
-        instance_id: String::new(),
-        instance_name: String::new(),
-        instance_url: String::new(),
-        hss_image_id: "img".into(),
-        image_digest: "sha256:aa".into(),
-        latest_version: Some(true),
-        scan_status: status,
-        scan_failed_desc: String::new(),
-        image_size: Some(10),
-        latest_update_time: Some(5),
-        latest_scan_time: None,
-        vul_num: Some(1),
-        unsafe_setting_num: None,
-        malicious_file_num: Some(0),
-        domain_name: "d".into(),
-        shared_status: String::new(),
-        scannable: Some(true),
-        unsubmittable: None,
-    }
+    let mut image = Image::example(name);
+    image.hss_record_id = Some(7);
+    image.hss_image_id = "img".into();
+    image.image_digest = "sha256:aa".into();
+    image.scan_status = status;
+    image.image_size = Some(10);
+    image.latest_update_time = Some(5);
+    image.vul_num = Some(1);
+    image.malicious_file_num = Some(0);
+    image.domain_name = "d".into();
+    image
 }
 
 async fn candidates(store: &Store, target: &str, with_names: bool) -> Vec<Candidate> {

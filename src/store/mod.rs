@@ -89,10 +89,21 @@ impl fmt::Debug for Store {
     }
 }
 
-/// What a database must do for hss-scand: the facade's methods, with the time passed in.
+/// What a database must do for hss-scand: the facade's methods, with the time passed in, in
+/// four parts that a backend implements one file each.
 #[async_trait]
-pub(crate) trait Backend: Send + Sync + fmt::Debug {
-    // The inventory.
+pub(crate) trait Backend:
+    Inventory + Candidates + Submissions + RunLog + Send + Sync + fmt::Debug
+{
+    /// Whether the database answers a query.
+    async fn ping(&self) -> Result<(), StoreError>;
+    /// Waits for pending writes and closes every connection.
+    async fn close(&self);
+}
+
+/// The inventory: what every listing wrote.
+#[async_trait]
+pub(crate) trait Inventory: Send + Sync {
     async fn known_images(
         &self,
         target: &str,
@@ -114,10 +125,13 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<Vec<Image>, StoreError>;
     /// Tune for (`true`) or back from (`false`) the bulk writes of a sync.
     async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError>;
-    /// [`Backend::bulk_writes`]`(false)` from a context that cannot wait for it.
+    /// [`Inventory::bulk_writes`]`(false)` from a context that cannot wait for it.
     fn end_bulk_writes_in_background(&self);
+}
 
-    // The policy's view.
+/// The policy's view of the inventory.
+#[async_trait]
+pub(crate) trait Candidates: Send + Sync {
     async fn visit_candidates(
         &self,
         target: &str,
@@ -125,8 +139,11 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         visit: &mut (dyn for<'c> FnMut(&'c Candidate) + Send),
     ) -> Result<(), StoreError>;
     async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError>;
+}
 
-    // Submissions.
+/// The audit trail of every scan call, and our bookkeeping on each image.
+#[async_trait]
+pub(crate) trait Submissions: Send + Sync {
     async fn submitted_since(&self, since: i64) -> Result<u64, StoreError>;
     async fn record_pending_batch(
         &self,
@@ -158,8 +175,11 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
         now: i64,
     ) -> Result<(), StoreError>;
     async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError>;
+}
 
-    // The run log.
+/// The record of every sync and every job run.
+#[async_trait]
+pub(crate) trait RunLog: Send + Sync {
     async fn start_sync_run(
         &self,
         target: &str,
@@ -200,10 +220,6 @@ pub(crate) trait Backend: Send + Sync + fmt::Debug {
     ) -> Result<(), StoreError>;
     async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError>;
     async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError>;
-
-    // The connection.
-    async fn ping(&self) -> Result<(), StoreError>;
-    async fn close(&self);
 }
 
 impl Store {

@@ -297,32 +297,16 @@ mod tests {
     use super::*;
     use crate::domain::Unsubmittable;
 
-    pub(crate) fn image() -> Image {
-        Image {
-            hss_record_id: Some(1),
-            image_type: ImageType::Private,
-            namespace: "ns".into(),
-            image_name: "app".into(),
-            image_version: "v1".into(),
-            instance_id: String::new(),
-            instance_name: String::new(),
-            instance_url: String::new(),
-            hss_image_id: "i".into(),
-            image_digest: "sha256:x".into(),
-            latest_version: Some(true),
-            scan_status: ScanStatus::Success,
-            scan_failed_desc: String::new(),
-            image_size: Some(10),
-            latest_update_time: Some(1),
-            latest_scan_time: Some(2),
-            vul_num: Some(0),
-            unsafe_setting_num: None,
-            malicious_file_num: None,
-            domain_name: String::new(),
-            shared_status: String::new(),
-            scannable: Some(true),
-            unsubmittable: None,
-        }
+    fn image() -> Image {
+        let mut image = Image::example("app");
+        image.hss_image_id = "i".into();
+        image.image_digest = "sha256:x".into();
+        image.scan_status = ScanStatus::Success;
+        image.image_size = Some(10);
+        image.latest_update_time = Some(1);
+        image.latest_scan_time = Some(2);
+        image.vul_num = Some(0);
+        image
     }
 
     #[test]

@@ -71,15 +71,7 @@ fn two_items(page: &[hss_scand::domain::Image]) -> Vec<BatchScanItem> {
     page.iter()
         .filter(|i| i.namespace.len() <= 64 && i.image_name.len() <= 128)
         .take(2)
-        .map(|i| {
-            BatchScanItem::for_image(&hss_scand::domain::ImageIdentity {
-                namespace: i.namespace.clone(),
-                image_name: i.image_name.clone(),
-                image_version: i.image_version.clone(),
-                instance_id: i.instance_id.clone(),
-                instance_url: i.instance_url.clone(),
-            })
-        })
+        .map(|i| BatchScanItem::for_image(&i.identity()))
         .collect()
 }
 

@@ -170,15 +170,7 @@ async fn scans_finishing_in_hss_show_up_as_changes() {
         .batch_scan(&BatchScanRequest {
             image_info_list: unscanned
                 .iter()
-                .map(|i| {
-                    BatchScanItem::for_image(&hss_scand::domain::ImageIdentity {
-                        namespace: i.namespace.clone(),
-                        image_name: i.image_name.clone(),
-                        image_version: i.image_version.clone(),
-                        instance_id: i.instance_id.clone(),
-                        instance_url: i.instance_url.clone(),
-                    })
-                })
+                .map(|i| BatchScanItem::for_image(&i.identity()))
                 .collect(),
             operate_all: false,
             image_type: ImageType::Private,

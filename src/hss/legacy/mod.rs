@@ -207,34 +207,10 @@ fn stops_the_run(err: &HssError) -> bool {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::domain::{Image, ScanStatus, Unsubmittable};
+    use crate::domain::{Image, Unsubmittable};
 
     fn image() -> Image {
-        Image {
-            hss_record_id: None,
-            image_type: ImageType::Private,
-            namespace: "ns".into(),
-            image_name: "app".into(),
-            image_version: "v1".into(),
-            instance_id: String::new(),
-            instance_name: String::new(),
-            instance_url: String::new(),
-            hss_image_id: String::new(),
-            image_digest: String::new(),
-            latest_version: None,
-            scan_status: ScanStatus::Unscan,
-            scan_failed_desc: String::new(),
-            image_size: None,
-            latest_update_time: None,
-            latest_scan_time: None,
-            vul_num: None,
-            unsafe_setting_num: None,
-            malicious_file_num: None,
-            domain_name: String::new(),
-            shared_status: String::new(),
-            scannable: None,
-            unsubmittable: None,
-        }
+        Image::example("app")
     }
 
     /// The only check of batch-scan's length limits on the way to a submission: it must count

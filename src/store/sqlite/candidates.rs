@@ -9,11 +9,12 @@
 use std::borrow::Cow;
 use std::collections::{HashMap, VecDeque};
 
+use async_trait::async_trait;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{Context, SqliteBackend};
 use crate::domain::{Candidate, ImageIdentity, ImageType, Planned, ScanStatus, Unsubmittable};
-use crate::store::{DueImage, StoreError};
+use crate::store::{Candidates, DueImage, StoreError};
 
 /// Row ids per packed read of candidates.
 const CANDIDATE_CHUNK: i64 = 20_000;
@@ -42,7 +43,8 @@ const CANDIDATES_WITH_NAMES: &str = "SELECT json_group_array(json_array(id, \
      image_name, image_version)) FROM images WHERE +target = ? AND id > ? AND id <= ? \
      AND deleted_at IS NULL";
 
-impl SqliteBackend {
+#[async_trait]
+impl Candidates for SqliteBackend {
     /// Every present image of `target`, as the policy sees it, handed to `visit` one by one
     /// so that the inventory is never held in memory as a whole. `with_names`: fill in
     /// namespace, name and tag (only `[[policy.rules]]` need them).
@@ -54,7 +56,7 @@ impl SqliteBackend {
     /// judged, so SQLite and the policy share the cores; an early return drops (and so aborts)
     /// the reads ahead.
     #[tracing::instrument(skip_all, err, fields(target))]
-    pub(super) async fn visit_candidates(
+    async fn visit_candidates(
         &self,
         target: &str,
         with_names: bool,
@@ -117,10 +119,7 @@ impl SqliteBackend {
     /// The identities and current state of `planned` images, in the same order, for a batch or a
     /// page of output. Images deleted since the plan was made are left out.
     #[tracing::instrument(skip_all, err, fields(images = planned.len()))]
-    pub(super) async fn due_images(
-        &self,
-        planned: &[Planned],
-    ) -> Result<Vec<DueImage>, StoreError> {
+    async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
         let mut found: HashMap<i64, DueRow> = HashMap::with_capacity(planned.len());
         for chunk in planned.chunks(IDS_PER_READ) {
             let ids = serde_json::to_string(&chunk.iter().map(|p| p.row_id).collect::<Vec<_>>())
@@ -307,34 +306,13 @@ struct DueRow(
 mod tests {
     use super::*;
     use crate::domain::Image;
-    use crate::store::{Backend, PreparedImage};
+    use crate::store::{Backend, Inventory, PreparedImage};
 
     fn image(n: usize) -> Image {
-        Image {
-            hss_record_id: None,
-            image_type: ImageType::Private,
-            namespace: "ns".into(),
-            image_name: format!("app{n}"),
-            image_version: "v1".into(),
-            instance_id: String::new(),
-            instance_name: String::new(),
-            instance_url: String::new(),
-            hss_image_id: String::new(),
-            image_digest: String::new(),
-            latest_version: None,
-            scan_status: ScanStatus::Unscan,
-            scan_failed_desc: String::new(),
-            image_size: None,
-            latest_update_time: None,
-            latest_scan_time: None,
-            vul_num: None,
-            unsafe_setting_num: None,
-            malicious_file_num: None,
-            domain_name: String::new(),
-            shared_status: String::new(),
-            scannable: None,
-            unsubmittable: None,
-        }
+        let mut image = Image::example(&format!("app{n}"));
+        image.latest_version = None;
+        image.scannable = None;
+        image
     }
 
     /// `images.packed_policy_fields` is encoded by SQL (migration 0005) and decoded in Rust

@@ -7,11 +7,12 @@
 
 use std::collections::HashMap;
 
+use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{Image, ImageType, Unsubmittable};
-use crate::store::{ImageCount, KnownImage, PreparedImage, StoreError};
+use crate::store::{ImageCount, Inventory, KnownImage, PreparedImage, StoreError};
 
 /// Rows per packed read of the inventory index.
 const INDEX_CHUNK: i64 = 20_000;
@@ -39,14 +40,15 @@ fn unpack_index(packed: &str, known: &mut HashMap<i64, KnownImage>) -> Option<()
 /// Rows per upsert statement: 29 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
-impl SqliteBackend {
+#[async_trait]
+impl Inventory for SqliteBackend {
     /// Key hash → what is stored, for every image (present or deleted) of a target and type.
     ///
     /// Rows come packed, [`INDEX_CHUNK`] per query, as one text of numbers: sqlx spends about
     /// 3.5 µs on each row it hands over, which for this one bulk read was a third of an
     /// unchanged re-sync. Only one chunk is in memory at a time besides the map.
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
-    pub(super) async fn known_images(
+    async fn known_images(
         &self,
         target: &str,
         image_type: &ImageType,
@@ -86,7 +88,7 @@ impl SqliteBackend {
     /// whose content hash is unchanged and which is present is left untouched by the
     /// `WHERE` of the upsert, even if the caller sends it.
     #[tracing::instrument(skip_all, err, fields(target, rows = images.len()))]
-    pub(super) async fn upsert_images(
+    async fn upsert_images(
         &self,
         target: &str,
         images: &[PreparedImage],
@@ -162,7 +164,7 @@ impl SqliteBackend {
 
     /// Marks the images with these row ids deleted; returns how many were present.
     #[tracing::instrument(skip_all, err, fields(candidates = ids.len()))]
-    pub(super) async fn mark_deleted(&self, ids: &[i64], now: i64) -> Result<u64, StoreError> {
+    async fn mark_deleted(&self, ids: &[i64], now: i64) -> Result<u64, StoreError> {
         let mut deleted = 0;
         let mut tx = self.write().await?;
         for chunk in ids.chunks(ROWS_PER_STATEMENT) {
@@ -182,7 +184,7 @@ impl SqliteBackend {
 
     /// Present images per target, type and scan status.
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
+    async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
         let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
             "SELECT target, image_type, scan_status, COUNT(*) AS images FROM images \
              WHERE deleted_at IS NULL GROUP BY target, image_type, scan_status \
@@ -205,7 +207,7 @@ impl SqliteBackend {
     /// Present images of a target and type, in key order (for tests and tools; the policy
     /// reads its own projection).
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn present_images(
+    async fn present_images(
         &self,
         target: &str,
         image_type: &ImageType,
@@ -224,6 +226,35 @@ impl SqliteBackend {
         .await
         .context("read present images")?;
         Ok(rows.into_iter().map(Image::from).collect())
+    }
+
+    async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE changed_at >= ?")
+            .bind(since)
+            .fetch_one(&self.reader)
+            .await
+            .context("count changed images")?;
+        Ok(u64::try_from(n).unwrap_or(0))
+    }
+
+    async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
+        self.set_write_cache(bulk).await
+    }
+
+    fn end_bulk_writes_in_background(&self) {
+        // A guard dropped on an early return or a panic: queue the reset behind whatever the
+        // writer is doing, if there is still a runtime to run it on.
+        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
+            let writer = self.writer.clone();
+            runtime.spawn(async move {
+                let reset = sqlx::query(sqlx::AssertSqlSafe(super::write_cache_pragma(false)))
+                    .execute(&writer)
+                    .await;
+                if let Err(err) = reset {
+                    tracing::warn!(error = %err, "cannot shrink the write cache after a sync");
+                }
+            });
+        }
     }
 }
 

@@ -17,7 +17,6 @@ mod owner;
 mod runs;
 mod submissions;
 
-use std::collections::HashMap;
 use std::str::FromStr;
 use std::time::Duration;
 
@@ -28,11 +27,7 @@ use sqlx::sqlite::{
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use self::owner::ProcessOwner;
-use super::{
-    Backend, Batch, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch, OpenItem,
-    PreparedImage, StoreError, SyncOutcome, SyncRun, SyncRunCounts,
-};
-use crate::domain::{BatchFailure, Candidate, Image, ImageType, Job, JobOutcome, Planned};
+use super::{Backend, StoreError};
 
 /// How long a connection waits for a lock held by another process (a CLI command beside the
 /// daemon) before giving up.
@@ -225,179 +220,10 @@ fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: impl IntoIterator<Item 
     q.push(")");
 }
 
-// The facade's contract, carried out by the methods of this folder's files.
+// The rest of the facade's contract is carried out by this folder's files: `Inventory` in
+// `images`, `Candidates` in `candidates`, `Submissions` in `submissions`, `RunLog` in `runs`.
 #[async_trait]
 impl Backend for SqliteBackend {
-    async fn known_images(
-        &self,
-        target: &str,
-        image_type: &ImageType,
-    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
-        SqliteBackend::known_images(self, target, image_type).await
-    }
-    async fn upsert_images(
-        &self,
-        target: &str,
-        images: &[PreparedImage],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::upsert_images(self, target, images, now).await
-    }
-    async fn mark_deleted(&self, row_ids: &[i64], now: i64) -> Result<u64, StoreError> {
-        SqliteBackend::mark_deleted(self, row_ids, now).await
-    }
-    async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
-        SqliteBackend::image_counts(self).await
-    }
-    async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError> {
-        let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE changed_at >= ?")
-            .bind(since)
-            .fetch_one(&self.reader)
-            .await
-            .context("count changed images")?;
-        Ok(u64::try_from(n).unwrap_or(0))
-    }
-    async fn present_images(
-        &self,
-        target: &str,
-        image_type: &ImageType,
-    ) -> Result<Vec<Image>, StoreError> {
-        SqliteBackend::present_images(self, target, image_type).await
-    }
-    async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
-        self.set_write_cache(bulk).await
-    }
-    fn end_bulk_writes_in_background(&self) {
-        // A guard dropped on an early return or a panic: queue the reset behind whatever the
-        // writer is doing, if there is still a runtime to run it on.
-        if let Ok(runtime) = tokio::runtime::Handle::try_current() {
-            let writer = self.writer.clone();
-            runtime.spawn(async move {
-                let reset = sqlx::query(sqlx::AssertSqlSafe(write_cache_pragma(false)))
-                    .execute(&writer)
-                    .await;
-                if let Err(err) = reset {
-                    tracing::warn!(error = %err, "cannot shrink the write cache after a sync");
-                }
-            });
-        }
-    }
-    async fn visit_candidates(
-        &self,
-        target: &str,
-        with_names: bool,
-        visit: &mut (dyn for<'c> FnMut(&'c Candidate) + Send),
-    ) -> Result<(), StoreError> {
-        SqliteBackend::visit_candidates(self, target, with_names, visit).await
-    }
-    async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
-        SqliteBackend::due_images(self, planned).await
-    }
-    async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
-        SqliteBackend::submitted_since(self, since).await
-    }
-    async fn record_pending_batch(
-        &self,
-        batch: &NewBatch<'_>,
-        items: &[DueImage],
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        SqliteBackend::record_pending_batch(self, batch, items, now).await
-    }
-    async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
-        SqliteBackend::mark_batch_sent(self, batch_id, now).await
-    }
-    async fn mark_batch_unknown(
-        &self,
-        batch_id: i64,
-        failure: &BatchFailure,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::mark_batch_unknown(self, batch_id, failure, now).await
-    }
-    async fn mark_batch_failed(
-        &self,
-        batch_id: i64,
-        failure: &BatchFailure,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::mark_batch_failed(self, batch_id, failure, now).await
-    }
-    async fn open_items(
-        &self,
-        target: &str,
-        image_type: &ImageType,
-    ) -> Result<Vec<OpenItem>, StoreError> {
-        SqliteBackend::open_items(self, target, image_type).await
-    }
-    async fn close_items(
-        &self,
-        outcomes: &[(OpenItem, ItemOutcome)],
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::close_items(self, outcomes, now).await
-    }
-    async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
-        SqliteBackend::recent_batches(self, limit).await
-    }
-    async fn start_sync_run(
-        &self,
-        target: &str,
-        image_type: &ImageType,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        SqliteBackend::start_sync_run(self, target, image_type, now).await
-    }
-    async fn finish_sync_run(
-        &self,
-        id: i64,
-        outcome: SyncOutcome,
-        counts: &SyncRunCounts,
-        error: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::finish_sync_run(self, id, outcome, counts, error, now).await
-    }
-    async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
-        SqliteBackend::recent_sync_runs(self, limit).await
-    }
-    async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
-        SqliteBackend::last_complete_sync(self, target).await
-    }
-    async fn start_job_run(
-        &self,
-        job: Job,
-        run_id: &str,
-        trigger: &str,
-        now: i64,
-    ) -> Result<i64, StoreError> {
-        SqliteBackend::start_job_run(self, job, run_id, trigger, now).await
-    }
-    async fn finish_job_run(
-        &self,
-        id: i64,
-        outcome: JobOutcome,
-        summary: &str,
-        error: Option<&str>,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::finish_job_run(self, id, outcome, summary, error, now).await
-    }
-    async fn record_skipped_run(
-        &self,
-        job: Job,
-        run_id: &str,
-        trigger: &str,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        SqliteBackend::record_skipped_run(self, job, run_id, trigger, now).await
-    }
-    async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
-        SqliteBackend::last_job_success(self, job).await
-    }
-    async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
-        SqliteBackend::recent_job_runs(self, limit).await
-    }
     async fn ping(&self) -> Result<(), StoreError> {
         sqlx::query("SELECT 1")
             .execute(&self.reader)
@@ -405,6 +231,7 @@ impl Backend for SqliteBackend {
             .context("reach the database")?;
         Ok(())
     }
+
     async fn close(&self) {
         self.writer.close().await;
         self.reader.close().await;

@@ -2,15 +2,17 @@
 //! of a daemon job (skipped ticks included). Rows are written `running` first and closed at
 //! the end, so a run whose process died is visible and closed at the next open.
 
+use async_trait::async_trait;
 use sqlx::FromRow;
 
 use super::{Context, SqliteBackend};
 use crate::domain::{ImageType, Job, JobOutcome};
-use crate::store::{JobRun, StoreError, SyncOutcome, SyncRun, SyncRunCounts};
+use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts};
 
-impl SqliteBackend {
+#[async_trait]
+impl RunLog for SqliteBackend {
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn start_sync_run(
+    async fn start_sync_run(
         &self,
         target: &str,
         image_type: &ImageType,
@@ -33,7 +35,7 @@ impl SqliteBackend {
     }
 
     #[tracing::instrument(skip_all, err, fields(run = id))]
-    pub(super) async fn finish_sync_run(
+    async fn finish_sync_run(
         &self,
         id: i64,
         outcome: SyncOutcome,
@@ -62,7 +64,7 @@ impl SqliteBackend {
     }
 
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+    async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
         let rows: Vec<SyncRunRow> = sqlx::query_as(
             "SELECT id, target, image_type, started_at, finished_at, outcome, pages, total_num, \
              seen, new, changed, restored, deleted, unreadable_fields, error \
@@ -75,7 +77,7 @@ impl SqliteBackend {
         Ok(rows.into_iter().map(SyncRun::from).collect())
     }
 
-    pub(super) async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
+    async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar(
             "SELECT MAX(finished_at) FROM sync_runs WHERE target = ? AND outcome = 'complete'",
         )
@@ -86,7 +88,7 @@ impl SqliteBackend {
     }
 
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn start_job_run(
+    async fn start_job_run(
         &self,
         job: Job,
         run_id: &str,
@@ -111,7 +113,7 @@ impl SqliteBackend {
     }
 
     #[tracing::instrument(skip_all, err, fields(run = id))]
-    pub(super) async fn finish_job_run(
+    async fn finish_job_run(
         &self,
         id: i64,
         outcome: JobOutcome,
@@ -131,7 +133,7 @@ impl SqliteBackend {
     }
 
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn record_skipped_run(
+    async fn record_skipped_run(
         &self,
         job: Job,
         run_id: &str,
@@ -153,7 +155,7 @@ impl SqliteBackend {
         self.write_one(query, "record a skipped job run").await
     }
 
-    pub(super) async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
+    async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
         sqlx::query_scalar("SELECT MAX(finished_at) FROM job_runs WHERE job = ? AND outcome = ?")
             .bind(job.as_str())
             .bind(JobOutcome::Success.as_str())
@@ -162,7 +164,7 @@ impl SqliteBackend {
             .context("read the last successful job run")
     }
 
-    pub(super) async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
+    async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
         let rows: Vec<JobRunRow> = sqlx::query_as(
             "SELECT id, job, run_id, trigger, started_at, finished_at, outcome, summary, error \
              FROM job_runs ORDER BY id DESC LIMIT ?",

@@ -8,20 +8,24 @@
 //! Complete syncs then close each open item from what HSS shows
 //! ([`SqliteBackend::close_items`]).
 
+use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{BatchFailure, ImageType, ScanStatus};
-use crate::store::{Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, StoreError};
+use crate::store::{
+    Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, StoreError, Submissions,
+};
 
 /// Images per multi-row statement (8 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
 
-impl SqliteBackend {
+#[async_trait]
+impl Submissions for SqliteBackend {
     /// Images submitted since `since` (ms) in batches HSS may have taken (`sent` or
     /// `pending`): what the daily budget has used.
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
+    async fn submitted_since(&self, since: i64) -> Result<u64, StoreError> {
         let used: i64 = sqlx::query_scalar(
             "SELECT COALESCE(SUM(items), 0) FROM scan_batches \
              WHERE created_at >= ? AND status <> 'failed'",
@@ -36,7 +40,7 @@ impl SqliteBackend {
     /// Commits a batch and its items as `pending`, and marks its images in flight, before
     /// the call is made. Earlier open items of the same images are closed as superseded.
     #[tracing::instrument(skip_all, err, fields(target = batch.target, items = items.len()))]
-    pub(super) async fn record_pending_batch(
+    async fn record_pending_batch(
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
@@ -113,7 +117,7 @@ impl SqliteBackend {
 
     /// HSS accepted the batch.
     #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
-    pub(super) async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
+    async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
         let mut tx = self.write().await?;
         sqlx::query("UPDATE scan_batches SET status = 'sent', answered_at = ? WHERE id = ?")
             .bind(now)
@@ -127,7 +131,7 @@ impl SqliteBackend {
     /// The call ended without telling whether HSS took the batch: it stays `pending`, its
     /// images stay in flight, and the next syncs decide.
     #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
-    pub(super) async fn mark_batch_unknown(
+    async fn mark_batch_unknown(
         &self,
         batch_id: i64,
         failure: &BatchFailure,
@@ -140,7 +144,7 @@ impl SqliteBackend {
     /// HSS certainly did not take the batch: its items are rejected and their images go back
     /// to how they were before, so that the policy sees them due again.
     #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
-    pub(super) async fn mark_batch_failed(
+    async fn mark_batch_failed(
         &self,
         batch_id: i64,
         failure: &BatchFailure,
@@ -172,34 +176,9 @@ impl SqliteBackend {
             .context("release the images of a failed batch")
     }
 
-    async fn record_answer(
-        &self,
-        batch_id: i64,
-        status: BatchStatus,
-        failure: &BatchFailure,
-        now: i64,
-    ) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query(
-            "UPDATE scan_batches SET status = ?, answered_at = ?, http_status = ?, \
-             error_code = ?, request_id = ?, error = ? WHERE id = ?",
-        )
-        .bind(status.as_str())
-        .bind(now)
-        .bind(failure.http_status.map(i64::from))
-        .bind(&failure.error_code)
-        .bind(&failure.request_id)
-        .bind(&failure.message)
-        .bind(batch_id)
-        .execute(&mut *tx)
-        .await
-        .context("record a batch's answer")?;
-        tx.commit().await.context("record a batch's answer")
-    }
-
     /// The open items of a target and type, with their image's current state.
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
-    pub(super) async fn open_items(
+    async fn open_items(
         &self,
         target: &str,
         image_type: &ImageType,
@@ -226,7 +205,7 @@ impl SqliteBackend {
     /// clears them; a lost submission gives the image back its earlier submission time, so
     /// that it is due again under its old reason.
     #[tracing::instrument(skip_all, err, fields(items = outcomes.len()))]
-    pub(super) async fn close_items(
+    async fn close_items(
         &self,
         outcomes: &[(OpenItem, ItemOutcome)],
         now: i64,
@@ -271,7 +250,7 @@ impl SqliteBackend {
 
     /// The latest `limit` batches, newest first.
     #[tracing::instrument(skip_all, err)]
-    pub(super) async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
+    async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
         let rows: Vec<BatchRow> = sqlx::query_as(
             "SELECT id, target, image_type, parent_id, created_at, answered_at, status, items, \
              http_status, error_code, request_id, error FROM scan_batches \
@@ -282,6 +261,34 @@ impl SqliteBackend {
         .await
         .context("read the latest batches")?;
         Ok(rows.into_iter().map(Batch::from).collect())
+    }
+}
+
+impl SqliteBackend {
+    /// Records the answer (or the error) of a batch's call.
+    async fn record_answer(
+        &self,
+        batch_id: i64,
+        status: BatchStatus,
+        failure: &BatchFailure,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE scan_batches SET status = ?, answered_at = ?, http_status = ?, \
+             error_code = ?, request_id = ?, error = ? WHERE id = ?",
+        )
+        .bind(status.as_str())
+        .bind(now)
+        .bind(failure.http_status.map(i64::from))
+        .bind(&failure.error_code)
+        .bind(&failure.request_id)
+        .bind(&failure.message)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("record a batch's answer")?;
+        tx.commit().await.context("record a batch's answer")
     }
 }
 
