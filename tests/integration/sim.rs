@@ -6,7 +6,6 @@ use std::collections::BTreeSet;
 use std::time::Duration;
 
 use chrono::Utc;
-use hss_scand::domain::ImageType;
 use hss_scand::sim::{FaultKind, Faults, ScriptedFault, SimConfig, SimHandle};
 use serde_json::{Value, json};
 
@@ -87,7 +86,7 @@ async fn relist(client: &SimClient, image: &Value) -> Value {
 #[tokio::test]
 async fn paging_reaches_the_last_page_with_the_right_total() {
     let (sim, client) = start(test_config(2_345)).await;
-    let expected = sim.live_images(ImageType::Private);
+    let expected = sim.live_images("private_image");
     let (mut offset, mut ids, mut pages) = (0usize, BTreeSet::new(), 0);
     loop {
         let page = list(
@@ -807,8 +806,8 @@ async fn total_drift_grows_total_num_mid_listing() {
     assert_eq!(total(&second), total(&first) + 1);
     assert_eq!(total(&third), total(&first) + 2);
     assert_eq!(
-        sim.live_images(ImageType::Shared)
-            + sim.live_images(ImageType::Instance)
+        sim.live_images("shared_image")
+            + sim.live_images("instance_image")
             + total(&first) as usize,
         1_000
     );
@@ -832,7 +831,7 @@ async fn deleted_images_vanish_and_come_back_on_restore() {
     .await;
     let last_image = last.json["data_list"][0].clone();
 
-    assert_eq!(sim.delete_images(ImageType::Private, 5), 5);
+    assert_eq!(sim.delete_images("private_image", 5), 5);
     let after = list(&client, &[("image_type", "private_image")]).await;
     assert_eq!(total(&after), count - 5);
     let body = json!({"image_type": "private_image", "image_info_list": [item(&last_image)]});
@@ -843,13 +842,13 @@ async fn deleted_images_vanish_and_come_back_on_restore() {
         "a deleted image is not found by batch-scan"
     );
 
-    assert_eq!(sim.restore_images(ImageType::Private), 5);
+    assert_eq!(sim.restore_images("private_image"), 5);
     let restored = list(&client, &[("image_type", "private_image")]).await;
     assert_eq!(total(&restored), count);
     assert_eq!(client.post(BATCH, &body).await.status, 200);
     assert_eq!(sim.stats().images_submitted, 1);
 
-    assert_eq!(sim.add_images(ImageType::Private, 3), 3);
+    assert_eq!(sim.add_images("private_image", 3), 3);
     let grown = list(
         &client,
         &[
@@ -938,7 +937,7 @@ async fn the_admin_api_drives_the_same_controls() {
         .await;
     assert_eq!(unknown.status, 400);
 
-    let live = sim.live_images(ImageType::Shared);
+    let live = sim.live_images("shared_image");
     let added = client
         .admin(
             "POST",
@@ -966,7 +965,7 @@ async fn the_admin_api_drives_the_same_controls() {
         )
         .await;
     assert_eq!(restored.json["affected"], 2);
-    assert_eq!(sim.live_images(ImageType::Shared), live + 4);
+    assert_eq!(sim.live_images("shared_image"), live + 4);
     let bad_type = client
         .admin(
             "POST",
