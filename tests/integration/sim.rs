@@ -1003,14 +1003,9 @@ async fn the_admin_api_drives_the_same_controls() {
     assert_eq!(stats.json["responses"]["502"], 1);
 }
 
-/// The official Python SDK against the simulator: proves the simulator verifies signatures
-/// exactly as the SDK produces them and that the SDK reads every answer.
-#[tokio::test]
-#[ignore = "needs the official Python SDK (huaweicloudsdkhss); .ci/run installs it and runs ignored tests"]
-async fn the_official_python_sdk_works_against_the_simulator() {
-    let config = test_config(1_000);
-    let sim = spawn_sim(config.clone()).await;
-    let script = concat!(env!("CARGO_MANIFEST_DIR"), "/tests/python/sdk_smoke.py");
+/// Runs one of the SDK scripts in `tests/python/` against a simulator; returns its stdout.
+async fn run_sdk_script(name: &str, sim: &SimHandle, config: &SimConfig) -> String {
+    let script = format!("{}/tests/python/{name}", env!("CARGO_MANIFEST_DIR"));
     let output = tokio::process::Command::new("python3")
         .arg(script)
         .args([
@@ -1022,12 +1017,24 @@ async fn the_official_python_sdk_works_against_the_simulator() {
         .output()
         .await
         .expect("python3 runs");
-    let stdout = String::from_utf8_lossy(&output.stdout);
+    let stdout = String::from_utf8_lossy(&output.stdout).into_owned();
     let stderr = String::from_utf8_lossy(&output.stderr);
     assert!(
         output.status.success(),
-        "sdk_smoke.py failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
+        "{name} failed\nstdout:\n{stdout}\nstderr:\n{stderr}"
     );
+    stdout
+}
+
+/// The official Python SDK against the simulator: proves the simulator verifies signatures
+/// exactly as the SDK produces them and that the SDK reads every answer, for the deprecated
+/// calls (`sdk_smoke.py`) and for every current one (`sdk_current.py`).
+#[tokio::test]
+#[ignore = "needs the official Python SDK (huaweicloudsdkhss); .ci/run installs it and runs ignored tests"]
+async fn the_official_python_sdk_works_against_the_simulator() {
+    let config = test_config(1_000);
+    let sim = spawn_sim(config.clone()).await;
+    let stdout = run_sdk_script("sdk_smoke.py", &sim, &config).await;
     assert_eq!(stdout.lines().count(), 4, "one line per call:\n{stdout}");
 
     let stats = sim.stats();
@@ -1052,6 +1059,47 @@ async fn the_official_python_sdk_works_against_the_simulator() {
             stats.registries_added
         ),
         (2, 0, 1)
+    );
+
+    let config = SimConfig {
+        third_party_registries: 1,
+        registry_images: 20,
+        ..test_config(1_000)
+    };
+    let sim = spawn_sim(config.clone()).await;
+    let stdout = run_sdk_script("sdk_current.py", &sim, &config).await;
+    assert_eq!(stdout.lines().count(), 10, "one line per call:\n{stdout}");
+    let stats = sim.stats();
+    assert_eq!(
+        stats.auth_failures, 0,
+        "every SDK signature verified: {stats:?}"
+    );
+    for (endpoint, calls) in [
+        ("list_registry_images", 2),
+        ("create_scan_task", 1),
+        ("list_tasks", 2),
+        ("stop_scan_task", 1),
+        ("create_sync_task", 1),
+        ("list_sync_registries", 1),
+        ("list_scan_policy", 1),
+        ("pay_per_scan_statistics", 1),
+        ("show_switch", 1),
+    ] {
+        assert_eq!(
+            stats.requests.get(endpoint),
+            Some(&calls),
+            "{endpoint}: {stats:?}"
+        );
+    }
+    assert_eq!(stats.responses.get(&200), Some(&11), "{stats:?}");
+    assert_eq!(
+        (
+            stats.scan_task_calls,
+            stats.images_submitted,
+            stats.duplicate_submissions,
+            stats.sync_task_calls
+        ),
+        (1, 2, 0, 1)
     );
 }
 
