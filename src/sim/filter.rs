@@ -140,6 +140,11 @@ impl Filter {
         filter
     }
 
+    /// A value no image can have: nothing matches, no pass needed.
+    pub fn is_never(&self) -> bool {
+        self.never
+    }
+
     /// Only a kind: the listing is a slice of a live list, no pass needed.
     pub fn is_trivial(&self) -> bool {
         *self == Filter::of_kind(self.kind)

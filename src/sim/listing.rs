@@ -20,7 +20,10 @@ pub enum Order {
 }
 
 /// How many distinct listings are kept. A client pages through a few at a time.
-const CACHED: usize = 16;
+const CACHED: usize = 8;
+/// Cached indices beyond twice the live images (plus this slack) evict the least recently
+/// used listings: the cache may cost at most 8 bytes per image.
+const SLACK: usize = 1 << 16;
 
 struct Entry {
     filter: Filter,
@@ -67,16 +70,22 @@ impl ListCache {
         version: u64,
         valid_until: i64,
         matches: Arc<Vec<u32>>,
+        budget: usize,
     ) {
         self.entries.retain(|e| e.version == version);
-        if self.entries.len() >= CACHED
-            && let Some(oldest) = self
+        let held = |entries: &[Entry]| entries.iter().map(|e| e.matches.len()).sum::<usize>();
+        while self.entries.len() >= CACHED
+            || (!self.entries.is_empty() && held(&self.entries) + matches.len() > budget)
+        {
+            let Some(oldest) = self
                 .entries
                 .iter()
                 .enumerate()
                 .min_by_key(|(_, e)| e.last_used)
                 .map(|(n, _)| n)
-        {
+            else {
+                break;
+            };
             self.entries.swap_remove(oldest);
         }
         self.uses += 1;
@@ -102,6 +111,9 @@ impl Dataset {
         limit: usize,
         now_ms: i64,
     ) -> (usize, Vec<usize>) {
+        if filter.is_never() {
+            return (0, Vec::new());
+        }
         if filter.is_trivial() && order == Order::Id {
             let live = self.live_list(filter.kind);
             let window = live.iter().skip(offset).take(limit);
@@ -124,12 +136,14 @@ impl Dataset {
         }
         let (matches, valid_until) = self.compute(filter, order, now_ms);
         let matches = Arc::new(matches);
+        let budget = self.live_total().saturating_mul(2).saturating_add(SLACK);
         lock(&self.cache).put(
             filter,
             order,
             self.version,
             valid_until,
             Arc::clone(&matches),
+            budget,
         );
         matches
     }
@@ -210,6 +224,49 @@ mod tests {
         assert_eq!(
             ds.list(&waiting, Order::Id, 0, 0, NOW + 1_000).0,
             before - 1
+        );
+    }
+
+    #[test]
+    fn the_cache_stays_within_its_count_and_size() {
+        let mut cache = ListCache::default();
+        let filter = |n: i64| {
+            Filter::new(
+                &FilterSpec {
+                    image_size: Some(n),
+                    ..FilterSpec::default()
+                },
+                &Dataset::new(0, 1, &Lifecycle::default(), WireStyle::default(), NOW),
+            )
+        };
+        for n in 0..20 {
+            cache.put(
+                &filter(n),
+                Order::Id,
+                1,
+                i64::MAX,
+                Arc::new(vec![0; 10]),
+                1_000,
+            );
+        }
+        assert_eq!(cache.entries.len(), CACHED);
+        assert!(cache.get(&filter(19), Order::Id, 1, NOW).is_some());
+        assert!(
+            cache.get(&filter(0), Order::Id, 1, NOW).is_none(),
+            "evicted"
+        );
+        cache.put(
+            &filter(99),
+            Order::Id,
+            1,
+            i64::MAX,
+            Arc::new(vec![0; 995]),
+            1_000,
+        );
+        assert_eq!(cache.entries.len(), 1, "the big one pushed out the rest");
+        assert!(
+            cache.get(&filter(99), Order::Id, 2, NOW).is_none(),
+            "another version"
         );
     }
 
