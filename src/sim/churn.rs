@@ -10,7 +10,7 @@
 
 use serde::{Deserialize, Serialize};
 
-use super::dataset::{Dataset, FRESH, SUBMITTED, Status, unit};
+use super::dataset::{Dataset, FRESH, MAX_ADDED, SUBMITTED, Status, unit};
 use super::names::{self, hash};
 
 /// What one churn does. `share` (0..=1) of the live images changes in all, split evenly
@@ -37,11 +37,12 @@ impl Churn {
             0.0
         };
         let each = (live as f64 * share / 4.0).round() as usize;
+        // Changes of existing images are bounded by the account; new ones by MAX_ADDED.
         [
-            self.new + each,
-            self.repushed + each,
-            self.deleted + each,
-            self.rescanned + each,
+            self.new.saturating_add(each).min(MAX_ADDED),
+            self.repushed.saturating_add(each).min(live),
+            self.deleted.saturating_add(each).min(live),
+            self.rescanned.saturating_add(each).min(live),
         ]
     }
 }
@@ -267,6 +268,13 @@ mod tests {
             NOW,
         );
         assert_eq!(report, ChurnReport::default());
+        let absurd = Churn {
+            share: 1.0,
+            new: usize::MAX,
+            deleted: usize::MAX,
+            ..Churn::default()
+        };
+        assert_eq!(absurd.counts(10), [MAX_ADDED, 3, 10, 3]);
         assert!(
             Churn {
                 share: f64::NAN,

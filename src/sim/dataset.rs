@@ -73,6 +73,10 @@ pub(super) const DAY_MS: i64 = 86_400_000;
 /// `i32::MAX` on purpose: a client that reads ids into 32 bits breaks on the first record.
 pub const ID_BASE: i64 = 3_000_000_000;
 
+/// Most images one call may add (`add`, a connected registry, a churn's new pushes): a
+/// control request with an absurd count must not take the simulator's memory with it.
+pub const MAX_ADDED: usize = 10_000_000;
+
 /// Everything stored per image: 32 bytes, so a million images take 32 MB (plus 8 bytes in
 /// the two live lists).
 #[derive(Debug, Clone, Copy)]
@@ -406,6 +410,7 @@ impl Dataset {
         let Some(registry) = self.default_registry(kind) else {
             return 0;
         };
+        let count = count.min(MAX_ADDED);
         for _ in 0..count {
             self.push(Record {
                 latest_scan_ms: 0,
@@ -460,7 +465,7 @@ impl Dataset {
             sync_until: None,
             live: 0,
         });
-        for _ in 0..images {
+        for _ in 0..images.min(MAX_ADDED) {
             let index = self.records.len();
             let record = self.initial_record(index, kind, slot, history);
             self.push(record);

@@ -106,7 +106,8 @@ impl PolicyState {
     fn due(&mut self, now_ms: i64) -> bool {
         match self.next_run_ms {
             Some(next) if self.policy.enabled && now_ms >= next => {
-                self.next_run_ms = Some(now_ms.saturating_add(self.policy.scan_cycle * DAY_MS));
+                self.next_run_ms =
+                    Some(now_ms.saturating_add(self.policy.scan_cycle.saturating_mul(DAY_MS)));
                 true
             }
             _ => false,
@@ -136,7 +137,8 @@ pub(crate) fn tick(sim: &Sim, now_ms: i64) {
         .filter(|(_, r)| r.kind.is_third_party() && selected(&policy, &r.id, &r.name))
         .filter_map(|(n, _)| u16::try_from(n).ok())
         .collect();
-    let since = (policy.time_scope > 0).then(|| now_ms - policy.time_scope * DAY_MS);
+    let since = (policy.time_scope > 0)
+        .then(|| now_ms.saturating_sub(policy.time_scope.saturating_mul(DAY_MS)));
     let indices: Vec<usize> = dataset
         .live_list(None)
         .iter()
@@ -275,6 +277,19 @@ mod tests {
         assert!(state.due(1_000));
         assert!(!state.due(1_000 + 3 * DAY_MS - 1));
         assert!(state.due(1_000 + 3 * DAY_MS));
+        // A configuration nobody validated must not overflow the clock.
+        let mut state = PolicyState::new(ScanPolicy::default(), 1);
+        state.set(
+            ScanPolicy {
+                enabled: true,
+                scan_cycle: i64::MAX,
+                time_scope: i64::MAX,
+                ..ScanPolicy::default()
+            },
+            0,
+        );
+        assert!(state.due(5));
+        assert!(!state.due(i64::MAX - 1));
         assert!(
             ScanPolicy {
                 scan_cycle: 5,

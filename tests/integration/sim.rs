@@ -2748,10 +2748,16 @@ async fn the_current_listing_pages_a_large_account_quickly() {
         .and_then(|s| s.parse().ok())
         .unwrap_or(50_000);
     let (_sim, client) = start(test_config(size)).await;
-    for (label, query) in [
-        ("unfiltered", vec![]),
+    for (label, path, query) in [
         (
-            "unscan, by last scan desc",
+            "deprecated, private_image",
+            LIST,
+            vec![("image_type", "private_image")],
+        ),
+        ("current, unfiltered", IMAGES, vec![]),
+        (
+            "current, unscan by last scan desc",
+            IMAGES,
             vec![
                 ("scan_status", "unscan"),
                 ("sort_key", "latest_scan_time"),
@@ -2765,7 +2771,8 @@ async fn the_current_listing_pages_a_large_account_quickly() {
             let o = offset.to_string();
             let mut q = query.clone();
             q.extend([("limit", "200"), ("offset", o.as_str())]);
-            let page = images(&client, &q).await;
+            let page = client.get(path, &q).await;
+            assert_eq!(page.status, 200, "{}", page.text);
             expected = total(&page) as usize;
             seen += records(&page).len();
             offset += 200;
