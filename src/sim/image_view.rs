@@ -73,7 +73,7 @@ pub struct AssociateImagesInfo {
 
 /// Every field of `RegistryImagesInfo` (`list_registry_images`), in its order.
 #[derive(Debug, Clone, Serialize)]
-pub struct RegistryImageView {
+pub struct RegistryImageView<'a> {
     pub id: Num,
     pub namespace: String,
     pub image_name: String,
@@ -81,8 +81,9 @@ pub struct RegistryImageView {
     pub image_digest: String,
     pub image_version: String,
     pub image_type: &'static str,
-    pub registry_id: String,
-    pub registry_name: String,
+    /// Borrowed from the registry: a page is serialised while the account is read-locked.
+    pub registry_id: &'a str,
+    pub registry_name: &'a str,
     pub registry_type: &'static str,
     pub latest_version: bool,
     pub scan_status: &'static str,
@@ -285,7 +286,7 @@ impl Dataset {
     }
 
     /// The current call's view (`RegistryImagesInfo`) of image `index` at `now_ms`.
-    pub fn registry_view(&self, index: usize, now_ms: i64) -> RegistryImageView {
+    pub fn registry_view(&self, index: usize, now_ms: i64) -> RegistryImageView<'_> {
         let seed = self.naming.seed;
         let i = index as u64;
         let c = self.common(index, now_ms);
@@ -327,8 +328,8 @@ impl Dataset {
             image_digest: self.digest(index),
             image_version,
             image_type: kind.wire(),
-            registry_id: registry.id.clone(),
-            registry_name: registry.name.clone(),
+            registry_id: &registry.id,
+            registry_name: &registry.name,
             registry_type: kind.registry_type(),
             latest_version: Naming::is_latest(index),
             scan_status: c.reported,

@@ -6,7 +6,7 @@
 //! scan policy, pay-per-scan usage and switches), each of which can be made to vanish behind
 //! the gateway's 404 so a client's fallback can be tested both ways. It verifies AK/SK
 //! signatures like API Gateway, pages a deterministic synthetic account of any size (a
-//! million images take about 40 MB of memory), moves submitted images through the scan
+//! million images take about 45 MB of memory), moves submitted images through the scan
 //! lifecycle, changes the account on demand (churn), enforces the documented limits, and
 //! injects faults, hostile pages included. The simulator has its own types ([`kind`],
 //! [`limits`]) rather than the daemon's, so the two can disagree. Tests drive it through

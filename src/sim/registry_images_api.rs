@@ -20,9 +20,9 @@ use super::read;
 
 /// `{ total_num, data_list }`.
 #[derive(Debug, Serialize)]
-pub struct RegistryImagePage {
+pub struct RegistryImagePage<'a> {
     pub total_num: usize,
-    pub data_list: Vec<RegistryImageView>,
+    pub data_list: Vec<RegistryImageView<'a>>,
 }
 
 /// The `scan_status` values the query side documents (no `download_failed` or
@@ -93,20 +93,22 @@ pub fn list(
         scan: window(query, "latest_scan_time")?,
         sync: window(query, "latest_sync_time")?,
     };
-    let page = {
+    // The page borrows from the account, so it is serialised before the read lock goes.
+    let response = {
         let dataset = read(&sim.dataset);
         let filter = Filter::new(&spec, &dataset);
         let (total_num, window) = dataset.list(&filter, order, offset, limit, now_ms);
-        RegistryImagePage {
+        let page = RegistryImagePage {
             total_num,
             data_list: window
                 .into_iter()
                 .map(|i| dataset.registry_view(i, now_ms))
                 .collect(),
-        }
+        };
+        page_faults::respond(page, fault)
     };
     sim.stats.update(|s| s.list_pages += 1);
-    Ok(page_faults::respond(page, fault))
+    Ok(response)
 }
 
 /// `start_{name}` and `end_{name}`: ms, start ≤ end when both are given.

@@ -2746,7 +2746,7 @@ async fn the_current_listing_pages_a_large_account_quickly() {
     let size: usize = std::env::var("HSS_SIM_SPEED_IMAGES")
         .ok()
         .and_then(|s| s.parse().ok())
-        .unwrap_or(50_000);
+        .unwrap_or(20_000);
     let (_sim, client) = start(test_config(size)).await;
     for (label, path, query) in [
         (
@@ -2784,4 +2784,151 @@ async fn the_current_listing_pages_a_large_account_quickly() {
             seen as f64 / secs
         );
     }
+}
+
+/// Hostile input on every current call: the simulator answers 4xx (or 200 where the input
+/// is merely odd), never a 5xx, and keeps answering.
+#[tokio::test]
+async fn no_request_input_breaks_the_current_calls() {
+    let (sim, client) = start(current_config(300)).await;
+    let weird = [
+        "",
+        "-1",
+        "9223372036854775808",
+        "-9223372036854775808",
+        "1e3",
+        "true",
+        "%00",
+        "\u{1F600}",
+        "a,b,c",
+        "null",
+    ];
+    let gets: [(&str, &[&str]); 5] = [
+        (
+            IMAGES,
+            &[
+                "limit",
+                "offset",
+                "image_type",
+                "sort_key",
+                "sort_dir",
+                "scan_status",
+                "severity_level",
+                "is_multarch",
+                "latest_version",
+                "image_size",
+                "start_latest_scan_time",
+                "end_latest_update_time",
+                "start_latest_sync_time",
+                "registry_name",
+                "instance_id",
+                "instance_name",
+                "namespace",
+                "image_name",
+                "image_version",
+                "risky",
+                "has_vul",
+            ],
+        ),
+        (
+            TASKS,
+            &[
+                "type",
+                "limit",
+                "offset",
+                "task_type",
+                "task_status",
+                "create_time",
+                "end_time",
+                "task_id",
+                "task_name",
+                "scan_scope",
+                "global_image_type",
+            ],
+        ),
+        (
+            POLICY,
+            &["type", "global_image_type", "enterprise_project_id"],
+        ),
+        (STATISTICS, &["enterprise_project_id"]),
+        (SWITCH, &["enterprise_project_id"]),
+    ];
+    for (path, params) in gets {
+        for param in params {
+            for value in weird {
+                let mut query = vec![(*param, value)];
+                if path == TASKS && *param != "type" {
+                    query.push(("type", "image_scan"));
+                }
+                let reply = client.get(path, &query).await;
+                assert!(
+                    [200, 400].contains(&reply.status),
+                    "{path}?{param}={value:?}: {} {}",
+                    reply.status,
+                    reply.text
+                );
+            }
+        }
+    }
+    let bodies = [
+        json!(null),
+        json!([]),
+        json!("text"),
+        json!({"image_info": {"id": 1}}),
+        json!({"image_info": [null, 1, "x", [], {}]}),
+        json!({"image_info": [{"id": i64::MAX, "image_digest": "", "namespace": 1}]}),
+        json!({"image_info": [{"id": -1}]}),
+        json!({"is_all": true, "query_info": []}),
+        json!({"is_all": true, "query_info": {"image_size": -1, "start_latest_scan_time": "x"}}),
+        json!({"is_all": true, "query_info": {"host_id": "h-1"}}),
+        json!({"scan_scope": 1.5, "rate_limit": -1}),
+        json!({"sync_all_registries": "yes", "registry_info": {}}),
+        json!({"sync_all_registries": false, "registry_info": [[], {"registry_id": ""}]}),
+        json!({"enabled": 1, "scan_cycle": "7", "registry_info": [{}]}),
+    ];
+    for body in &bodies {
+        for (method, path) in [
+            ("POST", SCAN_TASKS),
+            ("POST", SYNC_TASKS),
+            ("PUT", POLICY),
+            ("PUT", SWITCH),
+        ] {
+            let reply = client
+                .send(method, path, &[], Some(serde_json::to_vec(body).unwrap()))
+                .await;
+            assert!(
+                [200, 400].contains(&reply.status),
+                "{method} {path} {body}: {} {}",
+                reply.status,
+                reply.text
+            );
+        }
+    }
+    for bytes in [
+        &b"{"[..],
+        b"\xff\xfe",
+        b"{\"image_info\": [",
+        &[b'['; 100_000],
+    ] {
+        let reply = client
+            .send("POST", SCAN_TASKS, &[], Some(bytes.to_vec()))
+            .await;
+        assert_eq!(reply.status, 400, "{}", reply.text);
+    }
+    for path in [
+        format!("{SCAN_TASKS}/%FF%FE/stop"),
+        format!("{SCAN_TASKS}/{}/stop", "x".repeat(5_000)),
+        format!("{SYNC_TASKS}/%00/registries"),
+        "setting/switches/%E4%BB%93".to_owned(),
+    ] {
+        let method = if path.ends_with("stop") { "PUT" } else { "GET" };
+        let reply = client.send(method, &path, &[], None).await;
+        assert_eq!(reply.status, 400, "{path}: {}", reply.text);
+    }
+    assert!(
+        sim.stats().responses.keys().all(|s| *s < 500),
+        "{:?}",
+        sim.stats().responses
+    );
+    assert_eq!(images(&client, &[]).await.status, 200, "still answering");
 }
