@@ -693,7 +693,7 @@ impl Dataset {
         self.is_live(index).then_some(index)
     }
 
-    /// Puts one image into the scan lifecycle, entering the queue at `start_ms`.
+    /// Puts one image into the scan lifecycle, entering the queue now.
     pub fn submit(&mut self, index: usize, now_ms: i64) -> Submitted {
         self.submit_at(index, now_ms, now_ms)
     }

@@ -16,6 +16,7 @@ use super::endpoint::Endpoint;
 use super::error::ApiError;
 use super::lock;
 use super::page_faults::{Identity, PageFault};
+use super::tasks::Ending;
 
 /// Faults applied at random to every API request. The default injects nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -109,6 +110,7 @@ impl ScriptedFault {
         // the image list calls.
         let applicable = match self.kind {
             FaultKind::SyncErrorInBody => endpoint == Endpoint::Synchronize,
+            FaultKind::TaskTimedOut | FaultKind::TaskError => endpoint == Endpoint::CreateScanTask,
             ref kind if kind.is_page_fault() => endpoint.lists_images(),
             _ => true,
         };
@@ -151,6 +153,11 @@ pub enum FaultKind {
         #[serde(default = "huge")]
         total_num: u64,
     },
+    /// Create-scan-task: the task is created and its images scanned, but once the last one
+    /// ends the task reports -2 (timed out).
+    TaskTimedOut,
+    /// Create-scan-task: as `task_timed_out`, with -3 (error).
+    TaskError,
     /// Any call: the answer's body comes `bytes` at a time, one chunk every `interval_ms`.
     Trickle {
         #[serde(default = "trickle_bytes")]
@@ -196,6 +203,8 @@ pub enum Injected {
     LoseAnswer,
     /// The request is handled, and its page changed.
     Page(PageFault),
+    /// The request is handled, and the scan task it creates ends this way.
+    TaskEnding(Ending),
     /// The request is handled, and its answer trickles out.
     Trickle {
         bytes: usize,
@@ -220,6 +229,8 @@ impl From<FaultKind> for Injected {
             FaultKind::MissingFields { fields } => Injected::Page(PageFault::MissingFields(fields)),
             FaultKind::WrongType => Injected::Page(PageFault::WrongType),
             FaultKind::HugeTotal { total_num } => Injected::Page(PageFault::HugeTotal(total_num)),
+            FaultKind::TaskTimedOut => Injected::TaskEnding(Ending::TimedOut),
+            FaultKind::TaskError => Injected::TaskEnding(Ending::Error),
             FaultKind::Trickle { bytes, interval_ms } => Injected::Trickle {
                 bytes,
                 interval: Duration::from_millis(interval_ms),

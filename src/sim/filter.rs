@@ -9,7 +9,8 @@ use super::names::{self, Naming, Oversize};
 
 /// A time window on one of the records' times, in epoch ms. HSS documents "a missing end
 /// means now, a missing start means 0" and not whether the bounds are inclusive; the
-/// simulator includes both, which is what a client that overlaps its windows expects.
+/// simulator includes both, which is what a client that overlaps its windows expects. An
+/// image never scanned has `latest_scan_time` 0, so a scan window without a start holds it.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
 pub struct Window {
     pub start: i64,

@@ -24,6 +24,7 @@ use super::error::ApiError;
 use super::faults::{Injected, malformed_body};
 use super::page_faults::{self, PageFault};
 use super::params::Query;
+use super::tasks::Ending;
 use super::{
     Sim, admin, billing, images_api, lock, now_ms, policy, read, registries, registry_images_api,
     tasks_api, write,
@@ -150,6 +151,7 @@ async fn api(
     let mut lose_answer = false;
     let mut page_fault = None;
     let mut trickle = None;
+    let mut task_ending = Ending::Normal;
     match sim
         .faults
         .take_scripted(endpoint)
@@ -158,6 +160,7 @@ async fn api(
         Some(Injected::LoseAnswer) => lose_answer = true,
         Some(Injected::Page(fault)) => page_fault = Some(fault),
         Some(Injected::Trickle { bytes, interval }) => trickle = Some((bytes, interval)),
+        Some(Injected::TaskEnding(ending)) => task_ending = ending,
         Some(injected) => return inject(&sim, endpoint, injected).await,
         None => {}
     }
@@ -173,13 +176,14 @@ async fn api(
         body: &body,
         now,
         page_fault,
+        task_ending,
     };
     let result = handle(&sim, &request);
     if lose_answer {
         sim.stats.update(|s| s.injected_errors += 1);
         return ApiError::server(StatusCode::GATEWAY_TIMEOUT).into_response();
     }
-    if page_fault.is_some() || trickle.is_some() {
+    if page_fault.is_some() || trickle.is_some() || task_ending != Ending::Normal {
         sim.stats.update(|s| s.hostile_answers += 1);
     }
     let response = result.unwrap_or_else(IntoResponse::into_response);
@@ -200,6 +204,7 @@ struct Handled<'r> {
     body: &'r [u8],
     now: i64,
     page_fault: Option<PageFault>,
+    task_ending: Ending,
 }
 
 /// An empty 200, the answer of the current calls that return nothing.
@@ -250,7 +255,8 @@ fn handle(sim: &Sim, r: &Handled<'_>) -> Result<Response, ApiError> {
             registry_images_api::list(sim, r.query, r.now, r.page_fault)
         }
         Endpoint::CreateScanTask => {
-            tasks_api::create_scan_task(sim, r.query, r.headers, r.body, r.now).map(|()| empty())
+            tasks_api::create_scan_task(sim, r.query, r.headers, r.body, r.now, r.task_ending)
+                .map(|()| empty())
         }
         Endpoint::ListTasks => tasks_api::list_tasks(sim, r.query, r.now).map(json_response),
         Endpoint::StopScanTask => {
@@ -320,9 +326,10 @@ async fn inject(sim: &Sim, endpoint: Endpoint, injected: Injected) -> Response {
             ApiError::server(StatusCode::SERVICE_UNAVAILABLE).into_response()
         }
         // Handled by the caller, after the request has been carried out.
-        Injected::LoseAnswer | Injected::Page(_) | Injected::Trickle { .. } => {
-            ApiError::server(StatusCode::GATEWAY_TIMEOUT).into_response()
-        }
+        Injected::LoseAnswer
+        | Injected::Page(_)
+        | Injected::Trickle { .. }
+        | Injected::TaskEnding(_) => ApiError::server(StatusCode::GATEWAY_TIMEOUT).into_response(),
     }
 }
 

@@ -23,7 +23,7 @@ pub struct SimStats {
     pub injected_errors: u64,
     pub malformed: u64,
     /// Answers bent by a page fault (ignored offset, duplicate, missing fields, wrong type,
-    /// huge total) or trickled out slowly.
+    /// huge total), trickled out slowly, or whose scan task was set to time out or fail.
     pub hostile_answers: u64,
     /// Image list pages served with 200.
     pub list_pages: u64,

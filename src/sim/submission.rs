@@ -6,7 +6,7 @@
 use super::Sim;
 use super::billing::Billing;
 use super::dataset::{Dataset, Status, Submitted};
-use super::tasks::{Family, Item, Refused, Task};
+use super::tasks::{Ending, Family, Item, Refused, Task};
 
 /// What the caller decided about the task before its images are looked at.
 pub struct TaskSpec {
@@ -115,6 +115,7 @@ pub fn run(
         registries: Vec::new(),
         sync_end_ms: 0,
         stopped_ms: None,
+        ending: Ending::Normal,
     };
     (task, tally)
 }

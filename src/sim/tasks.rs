@@ -50,6 +50,16 @@ pub struct Refused {
     pub reason: &'static str,
 }
 
+/// How a scan task ends once its last image has: normally (100), or, when a test asks for
+/// it, timed out (-2) or in error (-3), with its images' outcomes counted all the same.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub enum Ending {
+    #[default]
+    Normal,
+    TimedOut,
+    Error,
+}
+
 /// A registry a sync task covers.
 #[derive(Debug, Clone)]
 pub struct SyncedRegistry {
@@ -76,6 +86,7 @@ pub struct Task {
     /// Sync tasks: when the sync ends.
     pub sync_end_ms: i64,
     pub stopped_ms: Option<i64>,
+    pub ending: Ending,
 }
 
 /// A task's counts at one moment.
@@ -138,7 +149,11 @@ impl Task {
             p.status = -1;
             p.end_ms = stopped;
         } else if pending == 0 {
-            p.status = 100;
+            p.status = match self.ending {
+                Ending::Normal => 100,
+                Ending::TimedOut => -2,
+                Ending::Error => -3,
+            };
             p.end_ms = last_finish;
         } else {
             // Below 100 until the last image ends, however many are done.
@@ -254,10 +269,11 @@ impl Task {
             } else {
                 ""
             },
-            failed_reason: if p.status == -1 {
-                "stopped by the user"
-            } else {
-                ""
+            failed_reason: match p.status {
+                -1 => "stopped by the user",
+                -2 => "response_timed_out",
+                -3 => "database_error",
+                _ => "",
             },
             failed_images,
         }
@@ -373,6 +389,7 @@ mod tests {
             registries: Vec::new(),
             sync_end_ms: 0,
             stopped_ms: None,
+            ending: Ending::Normal,
         }
     }
 
@@ -417,6 +434,15 @@ mod tests {
         stopped.items[2].withdrawn = true;
         assert_eq!(stopped.progress(40).status, -1);
         assert_eq!(stopped.progress(40).success, 1);
+        let mut timed_out = t.clone();
+        timed_out.ending = Ending::TimedOut;
+        assert_eq!(
+            (timed_out.progress(29).status, timed_out.progress(30).status),
+            (75, -2)
+        );
+        timed_out.ending = Ending::Error;
+        assert!(timed_out.is_finished(30));
+        assert_eq!(timed_out.progress(30).status, -3);
     }
 
     #[test]

@@ -24,7 +24,7 @@ use super::limits;
 use super::names::Naming;
 use super::params::{Fields, Query, json_object};
 use super::submission::{self, TaskSpec};
-use super::tasks::{Family, SyncedRegistry, Task, TaskQuery};
+use super::tasks::{Ending, Family, SyncedRegistry, Task, TaskQuery};
 use super::{Sim, lock, read, write};
 
 /// The `registry_type` values an `image_info` element may carry.
@@ -229,6 +229,7 @@ pub fn create_scan_task(
     headers: &HeaderMap,
     body: &[u8],
     now_ms: i64,
+    ending: Ending,
 ) -> Result<(), ApiError> {
     check_region(headers)?;
     query.string("enterprise_project_id", 1..=256)?;
@@ -314,7 +315,8 @@ pub fn create_scan_task(
         rate_limit,
     };
     let id = tasks.next_id();
-    let (task, tally) = submission::run(&mut dataset, &mut billing, spec, id, &indices, now_ms);
+    let (mut task, tally) = submission::run(&mut dataset, &mut billing, spec, id, &indices, now_ms);
+    task.ending = ending;
     tracing::debug!(task = %task.id, images = indices.len(), duplicates = tally.duplicates, "scan task");
     tasks.push(task);
     submission::count(sim, indices.len(), &tally);
@@ -480,6 +482,7 @@ pub fn create_sync_task(
         registries,
         sync_end_ms: end,
         stopped_ms: None,
+        ending: Ending::Normal,
     });
     sim.stats.update(|s| s.sync_task_calls += 1);
     Ok(())
@@ -543,4 +546,29 @@ pub fn list_sync_registries(
     let total = matching.len();
     let page: Vec<Value> = matching.into_iter().skip(offset).take(limit).collect();
     Ok(Json(json!({ "data_list": page, "total_num": total })))
+}
+
+#[cfg(test)]
+mod tests {
+    use axum::http::HeaderValue;
+
+    use super::*;
+
+    #[test]
+    fn the_region_header_is_optional_but_checked() {
+        let mut headers = HeaderMap::new();
+        assert!(check_region(&headers).is_ok());
+        headers.insert("region", HeaderValue::from_static("ap-southeast-1"));
+        assert!(check_region(&headers).is_ok());
+        headers.insert("region", HeaderValue::from_static(""));
+        assert!(
+            check_region(&headers)
+                .unwrap_err()
+                .message
+                .contains("region")
+        );
+        let long = "r".repeat(129);
+        headers.insert("region", HeaderValue::from_str(&long).unwrap());
+        assert!(check_region(&headers).is_err());
+    }
 }

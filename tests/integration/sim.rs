@@ -2932,3 +2932,43 @@ async fn no_request_input_breaks_the_current_calls() {
     );
     assert_eq!(images(&client, &[]).await.status, 200, "still answering");
 }
+
+#[tokio::test]
+async fn a_scan_task_can_be_made_to_time_out_or_fail() {
+    let (sim, client) = start(current_config(300)).await;
+    let picked = pick(&client, &[("scan_status", "unscan")], 2).await;
+    sim.fail_next(ScriptedFault::new(None, 1, FaultKind::TaskTimedOut));
+    assert_eq!(
+        images(&client, &[]).await.status,
+        200,
+        "only create_scan_task takes it"
+    );
+    assert_eq!(scan(&client, vec![scan_item(&picked[0])]).await.status, 200);
+    let queued = client
+        .admin(
+            "POST",
+            "fail-next",
+            Some(&json!({"endpoint": "create_scan_task", "kind": "task_error"})),
+        )
+        .await;
+    assert_eq!(queued.status, 200, "{}", queued.text);
+    assert_eq!(scan(&client, vec![scan_item(&picked[1])]).await.status, 200);
+    let listed = tasks(
+        &client,
+        &[("type", "image_scan"), ("task_status", "finished")],
+    )
+    .await;
+    let statuses: Vec<Value> = records(&listed)
+        .iter()
+        .map(|t| json!([t["task_status"], t["failed_reason"], t["success_num"]]))
+        .collect();
+    assert_eq!(
+        statuses,
+        [
+            json!([-3, "database_error", 1]),
+            json!([-2, "response_timed_out", 1])
+        ],
+        "newest first; the images were scanned all the same"
+    );
+    assert_eq!(sim.stats().scan_task_calls, 2);
+}
