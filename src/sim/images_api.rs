@@ -1,6 +1,8 @@
-//! The image endpoints: list (`list_swr_image_repository`), synchronize
+//! The deprecated image endpoints: list (`list_swr_image_repository`), synchronize
 //! (`run_image_synchronize`) and batch scan (`batch_scan_swr_image`), after authentication
-//! and fault injection have let the request through.
+//! and fault injection have let the request through. They see only the SWR images, as they
+//! always did; the current calls are in [`registry_images_api`](super::registry_images_api)
+//! and [`tasks_api`](super::tasks_api).
 
 use axum::Json;
 use axum::response::Response;
