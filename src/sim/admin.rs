@@ -6,26 +6,30 @@
 //! | `GET /sim/stats` | | the counters ([`SimStats`](super::SimStats)) |
 //! | `GET /sim/faults`, `PUT /sim/faults` | [`Faults`](super::Faults) | read or replace the random faults |
 //! | `POST /sim/fail-next` | [`ScriptedFault`](super::ScriptedFault) | script the next answers of an endpoint (replaces what is pending for it) |
-//! | `POST /sim/images/add`, `…/delete`, `…/restore` | `{"image_type": "private_image", "count": 5}` | change the account |
+//! | `POST /sim/images/add`, `…/delete`, `…/restore` | `{"image_type": "private_image", "count": 5}` | change the account (any wire type, `harbor` and `jfrog` too) |
+//! | `POST /sim/churn` | [`Churn`](super::Churn): `{"share": 0.01}` or `{"new": 5, "repushed": 2, "deleted": 1, "rescanned": 3}` | move the account; answers a [`ChurnReport`](super::ChurnReport) |
 //! | `POST /sim/credentials` | `{"ak": "…", "sk": "…", "token": null}` | accept another key pair |
+//! | `PUT /sim/pay-per-scan` | `{"enabled": false}` | the `image_pay_per_scan` switch |
+//! | `GET /sim/apis`, `PUT /sim/apis` | `{"deprecated_removed": true, "current_missing": false}` (either field) | make an API generation answer 404 `APIGW.0101` |
+//! | `GET /sim/scan-policy`, `PUT /sim/scan-policy` | [`ScanPolicy`](super::ScanPolicy) | HSS's own periodic scan |
+//! | `PUT /sim/settings` | `{"max_scan_task_items": 100, "registry_images": 50}` (either; `null` lifts the cap) | limits of later calls |
 
 use std::sync::Arc;
 
 use axum::body::Bytes;
 use axum::extract::{Path, State};
 use axum::response::{IntoResponse, Response};
-use axum::routing::{get, post};
+use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use serde::Deserialize;
 use serde::de::DeserializeOwned;
 use serde_json::json;
 
-use super::Sim;
 use super::endpoint::Endpoint;
 use super::error::ApiError;
 use super::faults::{Faults, ScriptedFault};
-use crate::domain::ImageType;
-use crate::sim::dataset::kind_of;
+use super::kind::Kind;
+use super::{Churn, ScanPolicy, Sim, billing, lock};
 
 pub(crate) fn router() -> Router<Arc<Sim>> {
     Router::new()
@@ -34,6 +38,11 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/fail-next", post(fail_next))
         .route("/images/{action}", post(images))
         .route("/credentials", post(credentials))
+        .route("/churn", post(churn))
+        .route("/pay-per-scan", put(pay_per_scan))
+        .route("/apis", get(apis).put(set_apis))
+        .route("/scan-policy", get(scan_policy).put(set_scan_policy))
+        .route("/settings", put(settings))
 }
 
 /// Parses a JSON body into `T`, answering a 400 in the API's error shape otherwise.
@@ -78,7 +87,7 @@ async fn fail_next(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
 
 #[derive(Deserialize)]
 struct ImagesChange {
-    image_type: ImageType,
+    image_type: String,
     #[serde(default)]
     count: usize,
 }
@@ -88,23 +97,149 @@ async fn images(State(sim): State<Arc<Sim>>, Path(action): Path<String>, body: B
         Ok(change) => change,
         Err(e) => return e.into_response(),
     };
-    if kind_of(&change.image_type).is_none() {
+    let Some(kind) = Kind::parse(&change.image_type) else {
         return ApiError::invalid(
             "image_type",
-            "must be private_image, shared_image or instance_image",
+            "must be private_image, shared_image, instance_image, harbor or jfrog",
         )
         .into_response();
-    }
+    };
     let affected = match action.as_str() {
-        "add" => sim.add_images(&change.image_type, change.count),
-        "delete" => sim.delete_images(&change.image_type, change.count),
-        "restore" => sim.restore_images(&change.image_type),
+        "add" => sim.add_images(kind, change.count),
+        "delete" => sim.delete_images(kind, change.count),
+        "restore" => sim.restore_images(kind),
         _ => return ApiError::api_not_found().into_response(),
     };
-    let live = sim.live_images(&change.image_type);
-    tracing::info!(action, image_type = %change.image_type, affected, live, "account changed");
-    Json(json!({ "image_type": change.image_type, "affected": affected, "live": live }))
-        .into_response()
+    let live = sim.live_images(kind);
+    tracing::info!(action, image_type = %kind, affected, live, "account changed");
+    Json(json!({ "image_type": kind.wire(), "affected": affected, "live": live })).into_response()
+}
+
+async fn churn(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match parse::<Churn>(&body) {
+        Ok(churn) if !(0.0..=1.0).contains(&churn.share) => {
+            ApiError::invalid("share", "must be between 0 and 1").into_response()
+        }
+        Ok(churn) => {
+            let sim2 = Arc::clone(&sim);
+            // A large churn walks the live lists: keep it off the async workers.
+            match tokio::task::spawn_blocking(move || sim2.churn(&churn)).await {
+                Ok(report) => {
+                    tracing::info!(?report, "account churned");
+                    Json(report).into_response()
+                }
+                Err(_) => {
+                    ApiError::server(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response()
+                }
+            }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Switch {
+    enabled: bool,
+}
+
+async fn pay_per_scan(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match parse::<Switch>(&body) {
+        Ok(switch) => {
+            lock(&sim.billing).set_switch(billing::PAY_PER_SCAN, switch.enabled);
+            tracing::info!(enabled = switch.enabled, "pay-per-scan switch changed");
+            Json(json!({ "enabled": switch.enabled })).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct Apis {
+    #[serde(default)]
+    deprecated_removed: Option<bool>,
+    #[serde(default)]
+    current_missing: Option<bool>,
+}
+
+fn apis_now(sim: &Sim) -> Response {
+    Json(json!({
+        "deprecated_removed": sim.settings.deprecated_removed(),
+        "current_missing": sim.settings.current_missing(),
+    }))
+    .into_response()
+}
+
+async fn apis(State(sim): State<Arc<Sim>>) -> Response {
+    apis_now(&sim)
+}
+
+async fn set_apis(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    match parse::<Apis>(&body) {
+        Ok(apis) => {
+            if let Some(removed) = apis.deprecated_removed {
+                sim.settings.deprecated_removed.store(removed, Relaxed);
+            }
+            if let Some(missing) = apis.current_missing {
+                sim.settings.current_missing.store(missing, Relaxed);
+            }
+            tracing::info!("API availability changed");
+            apis_now(&sim)
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+async fn scan_policy(State(sim): State<Arc<Sim>>) -> Response {
+    Json(lock(&sim.policy).policy.clone()).into_response()
+}
+
+async fn set_scan_policy(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    let policy = match parse::<ScanPolicy>(&body) {
+        Ok(policy) => policy,
+        Err(e) => return e.into_response(),
+    };
+    match sim.set_scan_policy(policy.clone()) {
+        Ok(()) => {
+            tracing::info!(?policy, "scan policy changed");
+            Json(policy).into_response()
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+#[derive(Deserialize)]
+struct SettingsChange {
+    /// Absent: unchanged; `null`: no cap.
+    #[serde(default, deserialize_with = "some")]
+    max_scan_task_items: Option<Option<usize>>,
+    #[serde(default)]
+    registry_images: Option<usize>,
+}
+
+/// Tells a field that is `null` (`Some(None)`) from one that is absent (`None`).
+fn some<'de, D: serde::Deserializer<'de>>(d: D) -> Result<Option<Option<usize>>, D::Error> {
+    Option::<usize>::deserialize(d).map(Some)
+}
+
+async fn settings(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    use std::sync::atomic::Ordering::Relaxed;
+    match parse::<SettingsChange>(&body) {
+        Ok(change) => {
+            if let Some(max) = change.max_scan_task_items {
+                sim.settings.set_max_scan_task_items(max.filter(|&n| n > 0));
+            }
+            if let Some(images) = change.registry_images {
+                sim.settings.registry_images.store(images, Relaxed);
+            }
+            Json(json!({
+                "max_scan_task_items": sim.settings.max_scan_task_items(),
+                "registry_images": sim.settings.registry_images(),
+            }))
+            .into_response()
+        }
+        Err(e) => e.into_response(),
+    }
 }
 
 #[derive(Deserialize)]

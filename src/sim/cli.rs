@@ -7,15 +7,17 @@ use std::time::Duration;
 
 use clap::Parser;
 
-use super::{Faults, Lifecycle, SimConfig, spawn};
+use super::{Faults, Lifecycle, ScanPolicy, SimConfig, limits, spawn};
 
-/// A faithful simulator of the Huawei Cloud HSS container-image APIs (list SWR images,
-/// synchronize, batch scan, registries, upload command), with AK/SK signature verification,
-/// a deterministic synthetic account, the scan lifecycle and switchable faults.
+/// A faithful simulator of the Huawei Cloud HSS container-image APIs: the deprecated ones
+/// (list SWR images, synchronize, batch scan), the current ones (list registry images, scan
+/// and sync tasks, scan policy, pay-per-scan statistics and switch), registries and the
+/// upload command, with AK/SK signature verification, a deterministic synthetic account that
+/// can change over time, the scan lifecycle and switchable faults.
 ///
 /// Prints its base URL (`http://127.0.0.1:PORT`) as the first line of stdout; logs go to
 /// stderr. Test controls are served unauthenticated under /sim/ (stats, faults, fail-next,
-/// images/add|delete|restore, credentials).
+/// images/add|delete|restore, churn, credentials, pay-per-scan, apis, scan-policy, settings).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hss-sim", version)]
 pub struct SimArgs {
@@ -81,6 +83,58 @@ pub struct SimArgs {
     /// Every Nth image reports the unknown scan status "quarantined"; 0 = none.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub unknown_status_every: usize,
+    /// Images a third-party registry brings when add_registry connects it.
+    #[arg(long, value_name = "N", default_value_t = 300)]
+    pub registry_images: usize,
+    /// Third-party registries connected from the start (harbor-01, jfrog-02, …), each with
+    /// --registry-images images.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub third_party_registries: usize,
+    /// Share (0..=1) of images that are multi-architecture (HSS cannot scan them).
+    #[arg(long, value_name = "RATE", default_value_t = 0.02, value_parser = rate)]
+    pub multi_arch_share: f64,
+    /// Share (0..=1) of shared images whose sharing has expired (HSS cannot scan them).
+    #[arg(long, value_name = "RATE", default_value_t = 0.05, value_parser = rate)]
+    pub expired_shared_share: f64,
+    /// Most image_info items one create-scan-task call may carry (400 HSS.0006 above);
+    /// unlimited when absent, as documented.
+    #[arg(long, value_name = "N", value_parser = clap::value_parser!(u64).range(1..))]
+    pub max_scan_task_items: Option<u64>,
+    /// Start with the image_pay_per_scan switch off: scan tasks are refused (HSS.1002).
+    #[arg(long)]
+    pub pay_per_scan_off: bool,
+    /// The deprecated calls (swr-repository, batch-scan, synchronize) answer 404 APIGW.0101.
+    #[arg(long)]
+    pub deprecated_apis_removed: bool,
+    /// The current calls answer 404 APIGW.0101, as in a region that does not have them yet.
+    #[arg(long)]
+    pub current_apis_missing: bool,
+    /// Turn HSS's own periodic scan policy on, every DAYS days (3, 7 or 14).
+    #[arg(long, value_name = "DAYS", value_parser = ["3", "7", "14"])]
+    pub scan_policy_cycle: Option<String>,
+    /// Registries (names or ids, comma-separated) the policy scans; all when absent.
+    #[arg(
+        long,
+        value_name = "LIST",
+        value_delimiter = ',',
+        requires = "scan_policy_cycle"
+    )]
+    pub scan_policy_registries: Vec<String>,
+    /// Risk-type bitmask the policy scans for.
+    #[arg(long, value_name = "MASK", default_value_t = limits::SCAN_SCOPE_ALL,
+          value_parser = clap::value_parser!(i64).range(0..=limits::SCAN_SCOPE_ALL))]
+    pub scan_policy_scope: i64,
+    /// Images per hour the policy scans (0 = unlimited).
+    #[arg(long, value_name = "N", default_value_t = 0,
+          value_parser = clap::value_parser!(i64).range(0..=limits::MAX_RATE_LIMIT))]
+    pub scan_policy_rate_limit: i64,
+    /// Only images updated in the last N days (0 = all; 1, 3 or 7).
+    #[arg(long, value_name = "DAYS", default_value = "0", value_parser = ["0", "1", "3", "7"])]
+    pub scan_policy_time_scope: String,
+    /// Images changed per hour in the background (new, re-pushed, deleted, rescanned by
+    /// HSS in turn); 0 = a still account.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub churn_per_hour: u64,
 }
 
 fn rate(text: &str) -> Result<f64, String> {
@@ -117,6 +171,29 @@ impl SimArgs {
             numbers_as_strings: self.numbers_as_strings,
             junk_number_every: self.junk_number_every,
             unknown_status_every: self.unknown_status_every,
+            registry_images: self.registry_images,
+            third_party_registries: self.third_party_registries,
+            multi_arch_share: self.multi_arch_share,
+            expired_shared_share: self.expired_shared_share,
+            max_scan_task_items: self
+                .max_scan_task_items
+                .map(|n| usize::try_from(n).unwrap_or(usize::MAX)),
+            pay_per_scan: !self.pay_per_scan_off,
+            deprecated_apis_removed: self.deprecated_apis_removed,
+            current_apis_missing: self.current_apis_missing,
+            scan_policy: ScanPolicy {
+                enabled: self.scan_policy_cycle.is_some(),
+                scan_cycle: self
+                    .scan_policy_cycle
+                    .as_deref()
+                    .and_then(|d| d.parse().ok())
+                    .unwrap_or(7),
+                scan_scope: self.scan_policy_scope,
+                rate_limit: self.scan_policy_rate_limit,
+                time_scope: self.scan_policy_time_scope.parse().unwrap_or(0),
+                registries: self.scan_policy_registries.clone(),
+            },
+            churn_per_hour: self.churn_per_hour,
         }
     }
 }
@@ -188,6 +265,64 @@ mod tests {
         assert!(config.faults.total_drift && config.faults.throttle_rate == 0.5);
         assert_eq!(config.lifecycle.queue_delay, Duration::ZERO);
         assert_eq!(config.junk_number_every, 7);
+        assert!(config.pay_per_scan && !config.scan_policy.enabled);
+        assert_eq!(config.max_scan_task_items, None);
         assert!(SimArgs::try_parse_from(["hss-sim", "--error-rate", "2"]).is_err());
+    }
+
+    #[test]
+    fn current_api_flags_map_onto_the_config() {
+        let args = SimArgs::try_parse_from([
+            "hss-sim",
+            "--third-party-registries",
+            "2",
+            "--registry-images",
+            "40",
+            "--multi-arch-share",
+            "0.1",
+            "--expired-shared-share",
+            "0.5",
+            "--max-scan-task-items",
+            "100",
+            "--pay-per-scan-off",
+            "--deprecated-apis-removed",
+            "--current-apis-missing",
+            "--scan-policy-cycle",
+            "3",
+            "--scan-policy-registries",
+            "harbor-01,jfrog-02",
+            "--scan-policy-rate-limit",
+            "60",
+            "--scan-policy-time-scope",
+            "7",
+            "--churn-per-hour",
+            "3600",
+        ])
+        .unwrap();
+        let c = args.config();
+        assert_eq!((c.third_party_registries, c.registry_images), (2, 40));
+        assert_eq!((c.multi_arch_share, c.expired_shared_share), (0.1, 0.5));
+        assert_eq!(c.max_scan_task_items, Some(100));
+        assert!(!c.pay_per_scan && c.deprecated_apis_removed && c.current_apis_missing);
+        assert_eq!(
+            c.scan_policy,
+            ScanPolicy {
+                enabled: true,
+                scan_cycle: 3,
+                scan_scope: limits::SCAN_SCOPE_ALL,
+                rate_limit: 60,
+                time_scope: 7,
+                registries: vec!["harbor-01".into(), "jfrog-02".into()],
+            }
+        );
+        assert_eq!(c.churn_per_hour, 3600);
+        for bad in [
+            &["hss-sim", "--scan-policy-cycle", "5"][..],
+            &["hss-sim", "--max-scan-task-items", "0"],
+            &["hss-sim", "--scan-policy-registries", "x"],
+            &["hss-sim", "--scan-policy-rate-limit", "1001"],
+        ] {
+            assert!(SimArgs::try_parse_from(bad).is_err(), "{bad:?}");
+        }
     }
 }

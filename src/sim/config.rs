@@ -7,6 +7,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 
 use super::faults::Faults;
+use super::policy::ScanPolicy;
 
 /// Everything [`spawn`](super::spawn) needs. `Debug` hides the secret key and token.
 #[derive(Clone, Serialize, Deserialize)]
@@ -31,6 +32,29 @@ pub struct SimConfig {
     pub junk_number_every: usize,
     /// Every Nth image (0 = none) reports the unknown scan status `quarantined`.
     pub unknown_status_every: usize,
+    /// Images a third-party registry brings when it is connected (`add_registry`).
+    pub registry_images: usize,
+    /// Third-party registries connected before the start (`harbor-01`, `jfrog-02`, …), each
+    /// with `registry_images` images that have a scan history.
+    pub third_party_registries: usize,
+    /// Share (0..=1) of images, SWR and third-party, that are multi-architecture.
+    pub multi_arch_share: f64,
+    /// Share (0..=1) of shared images whose sharing has expired.
+    pub expired_shared_share: f64,
+    /// Most `image_info` items one create-scan-task call may carry; `None`: no limit (HSS
+    /// documents none). More answers 400 `HSS.0006`.
+    pub max_scan_task_items: Option<usize>,
+    /// The `image_pay_per_scan` switch: scan tasks are refused while it is off.
+    pub pay_per_scan: bool,
+    /// The deprecated calls answer as the gateway does for an API that does not exist.
+    pub deprecated_apis_removed: bool,
+    /// The current calls answer that way (a region that does not have them yet).
+    pub current_apis_missing: bool,
+    /// HSS's own periodic scan policy (off by default).
+    pub scan_policy: ScanPolicy,
+    /// Images changed per hour by a background churn (0 = none), split over new pushes,
+    /// re-pushes, deletions and HSS's own rescans.
+    pub churn_per_hour: u64,
 }
 
 impl Default for SimConfig {
@@ -47,6 +71,16 @@ impl Default for SimConfig {
             numbers_as_strings: false,
             junk_number_every: 0,
             unknown_status_every: 0,
+            registry_images: 300,
+            third_party_registries: 0,
+            multi_arch_share: 0.02,
+            expired_shared_share: 0.05,
+            max_scan_task_items: None,
+            pay_per_scan: true,
+            deprecated_apis_removed: false,
+            current_apis_missing: false,
+            scan_policy: ScanPolicy::default(),
+            churn_per_hour: 0,
         }
     }
 }
@@ -68,6 +102,16 @@ impl fmt::Debug for SimConfig {
             .field("numbers_as_strings", &self.numbers_as_strings)
             .field("junk_number_every", &self.junk_number_every)
             .field("unknown_status_every", &self.unknown_status_every)
+            .field("registry_images", &self.registry_images)
+            .field("third_party_registries", &self.third_party_registries)
+            .field("multi_arch_share", &self.multi_arch_share)
+            .field("expired_shared_share", &self.expired_shared_share)
+            .field("max_scan_task_items", &self.max_scan_task_items)
+            .field("pay_per_scan", &self.pay_per_scan)
+            .field("deprecated_apis_removed", &self.deprecated_apis_removed)
+            .field("current_apis_missing", &self.current_apis_missing)
+            .field("scan_policy", &self.scan_policy)
+            .field("churn_per_hour", &self.churn_per_hour)
             .finish()
     }
 }

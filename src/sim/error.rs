@@ -7,8 +7,13 @@ use serde_json::json;
 
 /// A request parameter or body field failed validation.
 pub const INVALID_PARAMETER: &str = "HSS.0001";
-/// `image_info_list` holds more than 10241 items.
+/// `image_info_list` holds more than 10241 items (or `image_info` more than the configured
+/// maximum).
 pub const REQUEST_TOO_LARGE: &str = "HSS.0006";
+/// The requested resource (a task) does not exist.
+pub const NOT_FOUND: &str = "HSS.0011";
+/// Insufficient quota: pay-per-use image scanning is switched off, so a scan cannot be billed.
+pub const NO_QUOTA: &str = "HSS.1002";
 pub const INTERNAL_ERROR: &str = "HSS.0500";
 pub const UNAVAILABLE: &str = "HSS.0503";
 /// API Gateway: no such API (wrong path, method or project).
@@ -50,6 +55,24 @@ impl ApiError {
 
     pub fn too_large(message: impl Into<String>) -> Self {
         Self::new(StatusCode::BAD_REQUEST, REQUEST_TOO_LARGE, message)
+    }
+
+    pub fn not_found(what: impl std::fmt::Display) -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            NOT_FOUND,
+            format!("The requested resource does not exist: {what}"),
+        )
+    }
+
+    /// A scan asked for while pay-per-use image scanning is off.
+    pub fn pay_per_scan_off() -> Self {
+        Self::new(
+            StatusCode::BAD_REQUEST,
+            NO_QUOTA,
+            "Insufficient quota: pay-per-use container image scanning is not enabled \
+             (switch image_pay_per_scan is off)",
+        )
     }
 
     pub fn api_not_found() -> Self {

@@ -15,6 +15,8 @@ use super::config::duration_text;
 use super::endpoint::Endpoint;
 use super::error::ApiError;
 use super::lock;
+use super::page_faults::{Identity, PageFault};
+use super::tasks::Ending;
 
 /// Faults applied at random to every API request. The default injects nothing.
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
@@ -53,8 +55,8 @@ impl Default for Faults {
 /// `{"endpoint": "batch_scan", "count": 2, "kind": "status", "status": 503}`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ScriptedFault {
-    /// An [`Endpoint`] name (`list_swr_images`, `batch_scan`, `synchronize`, `add_registry`,
-    /// `list_registries`, `upload_command`); `None` matches any.
+    /// An [`Endpoint`] name (`list_swr_images`, `list_registry_images`, `batch_scan`,
+    /// `create_scan_task`, … see [`Endpoint::name`]); `None` matches any.
     #[serde(default)]
     pub endpoint: Option<String>,
     #[serde(default = "one")]
@@ -104,9 +106,14 @@ impl ScriptedFault {
             .endpoint
             .as_deref()
             .is_none_or(|name| name == endpoint.name());
-        // An in-body sync error only exists for the synchronize call.
-        let applicable =
-            self.kind != FaultKind::SyncErrorInBody || endpoint == Endpoint::Synchronize;
+        // An in-body sync error only exists for the synchronize call, a wrong page only for
+        // the image list calls.
+        let applicable = match self.kind {
+            FaultKind::SyncErrorInBody => endpoint == Endpoint::Synchronize,
+            FaultKind::TaskTimedOut | FaultKind::TaskError => endpoint == Endpoint::CreateScanTask,
+            ref kind if kind.is_page_fault() => endpoint.lists_images(),
+            _ => true,
+        };
         self.count > 0 && named && applicable
     }
 }
@@ -133,6 +140,57 @@ pub enum FaultKind {
     /// The request is carried out, then answered with a 504 as if the gateway lost the
     /// answer: the client cannot tell that HSS took it.
     LoseAnswer,
+    /// Image lists: the page is the first page, whatever `offset` says.
+    IgnoreOffset,
+    /// Image lists: the page's last record is a copy of its first (one record: twice).
+    DuplicateImage,
+    /// Image lists: the records at even positions of the page lack their `fields`.
+    MissingFields { fields: Identity },
+    /// Image lists: the records at even positions claim the next image type.
+    WrongType,
+    /// Image lists: `total_num` is this (default 10^12) while the pages stay normal.
+    HugeTotal {
+        #[serde(default = "huge")]
+        total_num: u64,
+    },
+    /// Create-scan-task: the task is created and its images scanned, but once the last one
+    /// ends the task reports -2 (timed out).
+    TaskTimedOut,
+    /// Create-scan-task: as `task_timed_out`, with -3 (error).
+    TaskError,
+    /// Any call: the answer's body comes `bytes` at a time, one chunk every `interval_ms`.
+    Trickle {
+        #[serde(default = "trickle_bytes")]
+        bytes: usize,
+        #[serde(default = "trickle_interval")]
+        interval_ms: u64,
+    },
+}
+
+fn huge() -> u64 {
+    1_000_000_000_000
+}
+
+fn trickle_bytes() -> usize {
+    16
+}
+
+fn trickle_interval() -> u64 {
+    100
+}
+
+impl FaultKind {
+    /// Faults that change an image list page rather than replace the answer.
+    pub fn is_page_fault(&self) -> bool {
+        matches!(
+            self,
+            FaultKind::IgnoreOffset
+                | FaultKind::DuplicateImage
+                | FaultKind::MissingFields { .. }
+                | FaultKind::WrongType
+                | FaultKind::HugeTotal { .. }
+        )
+    }
 }
 
 /// The injector's verdict for one request.
@@ -143,6 +201,15 @@ pub enum Injected {
     SyncErrorInBody,
     Hang,
     LoseAnswer,
+    /// The request is handled, and its page changed.
+    Page(PageFault),
+    /// The request is handled, and the scan task it creates ends this way.
+    TaskEnding(Ending),
+    /// The request is handled, and its answer trickles out.
+    Trickle {
+        bytes: usize,
+        interval: Duration,
+    },
 }
 
 impl From<FaultKind> for Injected {
@@ -157,6 +224,17 @@ impl From<FaultKind> for Injected {
             FaultKind::SyncErrorInBody => Injected::SyncErrorInBody,
             FaultKind::Hang => Injected::Hang,
             FaultKind::LoseAnswer => Injected::LoseAnswer,
+            FaultKind::IgnoreOffset => Injected::Page(PageFault::IgnoreOffset),
+            FaultKind::DuplicateImage => Injected::Page(PageFault::DuplicateImage),
+            FaultKind::MissingFields { fields } => Injected::Page(PageFault::MissingFields(fields)),
+            FaultKind::WrongType => Injected::Page(PageFault::WrongType),
+            FaultKind::HugeTotal { total_num } => Injected::Page(PageFault::HugeTotal(total_num)),
+            FaultKind::TaskTimedOut => Injected::TaskEnding(Ending::TimedOut),
+            FaultKind::TaskError => Injected::TaskEnding(Ending::Error),
+            FaultKind::Trickle { bytes, interval_ms } => Injected::Trickle {
+                bytes,
+                interval: Duration::from_millis(interval_ms),
+            },
         }
     }
 }
@@ -323,6 +401,47 @@ mod tests {
         assert_eq!(
             injector.take_scripted(Endpoint::Synchronize),
             Some(Injected::SyncErrorInBody)
+        );
+    }
+
+    #[test]
+    fn page_faults_only_hit_the_image_lists() {
+        let injector = FaultInjector::new(Faults::default(), 1);
+        injector.push(ScriptedFault::new(None, 2, FaultKind::WrongType));
+        assert_eq!(injector.take_scripted(Endpoint::BatchScan), None);
+        assert_eq!(
+            injector.take_scripted(Endpoint::ListSwrImages),
+            Some(Injected::Page(PageFault::WrongType))
+        );
+        assert_eq!(
+            injector.take_scripted(Endpoint::ListRegistryImages),
+            Some(Injected::Page(PageFault::WrongType))
+        );
+        let json: ScriptedFault = serde_json::from_str(
+            r#"{"endpoint":"list_registry_images","kind":"missing_fields","fields":"id"}"#,
+        )
+        .unwrap();
+        assert_eq!(
+            json.kind,
+            FaultKind::MissingFields {
+                fields: Identity::Id
+            }
+        );
+        let huge: ScriptedFault = serde_json::from_str(r#"{"kind":"huge_total"}"#).unwrap();
+        assert_eq!(
+            huge.kind,
+            FaultKind::HugeTotal {
+                total_num: 1_000_000_000_000
+            }
+        );
+        let trickle: ScriptedFault =
+            serde_json::from_str(r#"{"kind":"trickle","bytes":4}"#).unwrap();
+        assert_eq!(
+            Injected::from(trickle.kind),
+            Injected::Trickle {
+                bytes: 4,
+                interval: Duration::from_millis(100)
+            }
         );
     }
 

@@ -1,20 +1,24 @@
-//! The image endpoints: list (`list_swr_image_repository`), synchronize
+//! The deprecated image endpoints: list (`list_swr_image_repository`), synchronize
 //! (`run_image_synchronize`) and batch scan (`batch_scan_swr_image`), after authentication
-//! and fault injection have let the request through.
+//! and fault injection have let the request through. They see only the SWR images, as they
+//! always did; the current calls are in [`registry_images_api`](super::registry_images_api)
+//! and [`tasks_api`](super::tasks_api).
 
 use axum::Json;
+use axum::response::Response;
 use serde::Serialize;
 use serde_json::{Value, json};
 
-use crate::domain::ImageType;
-use crate::hss::legacy::limits;
-
-use super::Sim;
-use super::dataset::{Filter, FilterSpec, Status, Submitted, kind_of};
+use super::dataset::{Status, Submitted};
 use super::error::ApiError;
+use super::filter::{Filter, FilterSpec};
 use super::image_view::ImageView;
+use super::kind::Kind;
+use super::limits;
+use super::listing::Order;
+use super::page_faults::{self, PageFault};
 use super::params::{Fields, Query, json_object};
-use super::{read, write};
+use super::{Sim, lock, read, write};
 
 /// `{ total_num, data_list }`.
 #[derive(Debug, Serialize)]
@@ -32,7 +36,12 @@ const LIST_TYPES: [&str; 4] = [
 const SCAN_TYPES: [&str; 3] = ["private_image", "shared_image", "instance_image"];
 
 /// `GET image/swr-repository`.
-pub fn list(sim: &Sim, query: &Query, now_ms: i64) -> Result<Json<ImagePage>, ApiError> {
+pub fn list(
+    sim: &Sim,
+    query: &Query,
+    now_ms: i64,
+    fault: Option<PageFault>,
+) -> Result<Response, ApiError> {
     let image_type = query.required("image_type", 1..=64)?;
     if !LIST_TYPES.contains(&image_type) {
         return Err(ApiError::invalid(
@@ -40,8 +49,11 @@ pub fn list(sim: &Sim, query: &Query, now_ms: i64) -> Result<Json<ImagePage>, Ap
             format!("must be one of {}", LIST_TYPES.join(", ")),
         ));
     }
-    let limit = query.int("limit", 1..=i64::from(limits::PAGE_SIZE), 10)? as usize;
-    let offset = query.int("offset", 0..=2_000_000, 0)? as usize;
+    let limit = query.int("limit", 1..=limits::PAGE_SIZE, 10)? as usize;
+    let mut offset = query.int("offset", 0..=limits::MAX_OFFSET, 0)? as usize;
+    if fault == Some(PageFault::IgnoreOffset) {
+        offset = 0;
+    }
     let scan_status = query
         .get("scan_status")
         .map(|s| {
@@ -49,30 +61,32 @@ pub fn list(sim: &Sim, query: &Query, now_ms: i64) -> Result<Json<ImagePage>, Ap
                 .ok_or_else(|| ApiError::invalid("scan_status", "is not a known scan status"))
         })
         .transpose()?;
+    // local_image is a valid type, but this account has no hosts with images.
+    let Some(kind) = Kind::parse(image_type) else {
+        sim.stats.update(|s| s.list_pages += 1);
+        let empty = ImagePage {
+            total_num: 0,
+            data_list: Vec::new(),
+        };
+        return Ok(page_faults::respond(empty, fault));
+    };
     let spec = FilterSpec {
+        kind: Some(kind),
         namespace: query.get("namespace"),
         image_name: query.get("image_name"),
         image_version: query.get("image_version"),
         scan_status,
         latest_version: query.bool("latest_version")?,
         instance_id: query.get("instance_id"),
-    };
-
-    // local_image is a valid type, but this account has no hosts with images.
-    let Some(kind) = kind_of(&ImageType::from(image_type)) else {
-        sim.stats.update(|s| s.list_pages += 1);
-        return Ok(Json(ImagePage {
-            total_num: 0,
-            data_list: Vec::new(),
-        }));
+        ..FilterSpec::default()
     };
     if offset > 0 && sim.faults.faults().total_drift {
         write(&sim.dataset).add(kind, 1, now_ms);
     }
     let page = {
         let dataset = read(&sim.dataset);
-        let filter = Filter::new(&spec, &dataset.naming);
-        let (total_num, window) = dataset.list(kind, &filter, offset, limit, now_ms);
+        let filter = Filter::new(&spec, &dataset);
+        let (total_num, window) = dataset.list(&filter, Order::Id, offset, limit, now_ms);
         ImagePage {
             total_num,
             data_list: window
@@ -82,13 +96,20 @@ pub fn list(sim: &Sim, query: &Query, now_ms: i64) -> Result<Json<ImagePage>, Ap
         }
     };
     sim.stats.update(|s| s.list_pages += 1);
-    Ok(Json(page))
+    Ok(page_faults::respond(page, fault))
 }
 
 /// `POST image/synchronize`: nothing to fetch from a simulated SWR, so only the contract.
-pub fn synchronize(sim: &Sim, body: &[u8]) -> Result<Json<Value>, ApiError> {
+pub fn synchronize(sim: &Sim, body: &[u8], now_ms: i64) -> Result<Json<Value>, ApiError> {
     let map = json_object(body)?;
-    Fields::new(&map, "").one_of("image_type", &SCAN_TYPES)?;
+    let image_type = Fields::new(&map, "").one_of("image_type", &SCAN_TYPES)?;
+    // The type's SWR registry was just synced: the current calls see its sync time move.
+    if let Some(kind) = Kind::parse(image_type) {
+        let mut dataset = write(&sim.dataset);
+        if let Some(slot) = dataset.default_registry(kind) {
+            dataset.start_sync(usize::from(slot), now_ms, now_ms);
+        }
+    }
     sim.stats.update(|s| s.sync_calls += 1);
     Ok(Json(json!({ "error_code": 0, "error_description": "" })))
 }
@@ -132,13 +153,15 @@ pub fn batch_scan(sim: &Sim, body: &[u8], now_ms: i64) -> Result<Json<Value>, Ap
     ] {
         f.int(field)?;
     }
+    let kind = Kind::parse(image_type).ok_or_else(|| ApiError::invalid("image_type", "unknown"))?;
     let spec = FilterSpec {
+        kind: Some(kind),
         namespace: f.string("namespace", 1..=limits::NAMESPACE)?,
         image_name: f.string("image_name", 1..=limits::IMAGE_NAME)?,
         image_version: f.string("image_version", 1..=limits::IMAGE_VERSION)?,
         scan_status,
         latest_version: f.bool("latest_version")?,
-        instance_id: None,
+        ..FilterSpec::default()
     };
 
     let mut items = Vec::with_capacity(list.len());
@@ -165,15 +188,24 @@ pub fn batch_scan(sim: &Sim, body: &[u8], now_ms: i64) -> Result<Json<Value>, Ap
         ));
     }
 
-    let kind = kind_of(&ImageType::from(image_type))
-        .ok_or_else(|| ApiError::invalid("image_type", "unknown"))?;
     let mut tally = Tally::default();
     {
         let mut dataset = write(&sim.dataset);
+        let mut billing = lock(&sim.billing);
+        let mut submit = |dataset: &mut super::dataset::Dataset, index: usize| {
+            let outcome = dataset.submit(index, now_ms);
+            if outcome == Submitted::Queued {
+                let (finish_ms, status) = dataset.pending_outcome(index);
+                if status == Status::Success {
+                    billing.expect_success(finish_ms);
+                }
+            }
+            outcome
+        };
         if operate_all {
-            let filter = Filter::new(&spec, &dataset.naming);
-            for index in dataset.matching(kind, &filter, now_ms) {
-                tally.count(dataset.submit(index, now_ms));
+            let filter = Filter::new(&spec, &dataset);
+            for index in dataset.matching(&filter, now_ms) {
+                tally.count(submit(&mut dataset, index));
             }
         } else {
             for item in &items {
@@ -184,7 +216,7 @@ pub fn batch_scan(sim: &Sim, body: &[u8], now_ms: i64) -> Result<Json<Value>, Ap
                     item.image_version,
                     item.instance_id,
                 ) {
-                    Some(index) => tally.count(dataset.submit(index, now_ms)),
+                    Some(index) => tally.count(submit(&mut dataset, index)),
                     None => tally.unknown += 1,
                 }
             }
@@ -196,6 +228,9 @@ pub fn batch_scan(sim: &Sim, body: &[u8], now_ms: i64) -> Result<Json<Value>, Ap
         s.duplicate_submissions += tally.duplicates;
         s.unscannable_submissions += tally.unscannable;
         s.unknown_images += tally.unknown;
+        *s.images_per_call
+            .entry(tally.found + tally.unknown)
+            .or_default() += 1;
     });
     tracing::debug!(
         found = tally.found,

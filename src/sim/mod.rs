@@ -1,33 +1,55 @@
 //! `hss-sim`: a faithful simulator of the HSS image APIs the daemon uses, for tests,
 //! benchmarks and the demo (DESIGN.md section 5).
 //!
-//! It verifies AK/SK signatures like API Gateway, pages a deterministic synthetic account of
-//! any size (a million images take about 40 MB of memory), moves submitted images through the scan
-//! lifecycle, enforces the documented limits, and injects faults on demand. Tests drive it
-//! through [`SimHandle`]; other processes use the same controls over HTTP under `/sim/`.
+//! It serves both API generations: the deprecated SWR calls (list, batch scan, synchronize)
+//! and the current ones that replace them (list registry images, scan and sync tasks, the
+//! scan policy, pay-per-scan usage and switches), each of which can be made to vanish behind
+//! the gateway's 404 so a client's fallback can be tested both ways. It verifies AK/SK
+//! signatures like API Gateway, pages a deterministic synthetic account of any size (a
+//! million images take about 45 MB of memory), moves submitted images through the scan
+//! lifecycle, changes the account on demand (churn), enforces the documented limits, and
+//! injects faults, hostile pages included. The simulator has its own types ([`kind`],
+//! [`limits`]) rather than the daemon's, so the two can disagree. Tests drive it through
+//! [`SimHandle`]; other processes use the same controls over HTTP under `/sim/`.
 //!
-//! Layout: [`names`] and [`dataset`] hold the account, [`auth`] checks signatures,
-//! [`faults`] decides injected answers, [`routes`] is the request pipeline, [`admin`] the
-//! control API, [`stats`] the counters, [`cli`] the binary's flags.
+//! Layout: [`names`] and [`dataset`] hold the account, [`filter`] and [`listing`] answer
+//! list questions, [`churn`] moves the account, [`tasks`] and [`submission`] hold scan and
+//! sync tasks, [`policy`] and [`billing`] the scan policy and pay-per-scan state, [`auth`]
+//! checks signatures, [`faults`] and [`page_faults`] decide injected answers, [`routes`] is
+//! the request pipeline, [`admin`] the control API, [`stats`] the counters, [`cli`] the
+//! binary's flags.
 
 mod admin;
 mod auth;
+mod billing;
+pub mod churn;
 pub mod cli;
 pub mod config;
 mod dataset;
 pub mod endpoint;
 pub mod error;
 pub mod faults;
+mod filter;
 mod image_view;
 mod images_api;
+pub mod kind;
+pub mod limits;
+mod listing;
 pub mod names;
+mod page_faults;
 mod params;
+pub mod policy;
 mod registries;
+mod registry_images_api;
 mod routes;
 pub mod stats;
+mod submission;
+mod tasks;
+mod tasks_api;
 
+use std::fmt;
 use std::net::SocketAddr;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, RwLock, RwLockReadGuard, RwLockWriteGuard};
 use std::time::Duration;
 
@@ -35,25 +57,78 @@ use anyhow::Context as _;
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
-use crate::domain::ImageType;
-
+pub use churn::{Churn, ChurnReport};
 pub use config::{Lifecycle, SimConfig};
 pub use endpoint::Endpoint;
 pub use faults::{FaultKind, Faults, ScriptedFault};
+pub use kind::Kind;
+pub use page_faults::Identity;
+pub use policy::ScanPolicy;
 pub use stats::SimStats;
 
 use auth::Credentials;
-use dataset::{Dataset, WireStyle, kind_of};
+use billing::Billing;
+use dataset::{Dataset, Shares, WireStyle};
 use faults::FaultInjector;
+use policy::PolicyState;
 use registries::Registries;
 use stats::StatsRecorder;
+use tasks::Tasks;
 
-/// The simulator's state, shared by every request.
+/// Settings the admin API can change while the simulator runs.
+pub(crate) struct Settings {
+    registry_images: AtomicUsize,
+    /// 0: no limit.
+    max_scan_task_items: AtomicUsize,
+    deprecated_removed: AtomicBool,
+    current_missing: AtomicBool,
+    /// How long a sync task runs: the lifecycle's scan duration.
+    sync_ms: i64,
+    /// The lifecycle's failure rate, for HSS's own rescans.
+    failure_rate: f64,
+}
+
+impl Settings {
+    pub fn max_scan_task_items(&self) -> Option<usize> {
+        match self.max_scan_task_items.load(Ordering::Relaxed) {
+            0 => None,
+            n => Some(n),
+        }
+    }
+
+    fn set_max_scan_task_items(&self, max: Option<usize>) {
+        self.max_scan_task_items
+            .store(max.unwrap_or(0), Ordering::Relaxed);
+    }
+
+    pub fn sync_ms(&self) -> i64 {
+        self.sync_ms
+    }
+
+    pub fn registry_images(&self) -> usize {
+        self.registry_images.load(Ordering::Relaxed)
+    }
+
+    pub fn deprecated_removed(&self) -> bool {
+        self.deprecated_removed.load(Ordering::Relaxed)
+    }
+
+    pub fn current_missing(&self) -> bool {
+        self.current_missing.load(Ordering::Relaxed)
+    }
+}
+
+/// The simulator's state, shared by every request. Locks are taken in the order
+/// `registries`, `policy`, `dataset`, `tasks`, `billing`, and never the other way round.
 pub(crate) struct Sim {
     project_id: String,
     seed: u64,
     dataset: RwLock<Dataset>,
     registries: Mutex<Registries>,
+    tasks: Mutex<Tasks>,
+    policy: Mutex<PolicyState>,
+    billing: Mutex<Billing>,
+    settings: Settings,
     credentials: Credentials,
     faults: FaultInjector,
     stats: StatsRecorder,
@@ -69,18 +144,43 @@ impl Sim {
             junk_number_every: config.junk_number_every,
             unknown_status_every: config.unknown_status_every,
         };
-        let dataset = Dataset::new(
-            config.images,
-            config.seed,
-            &config.lifecycle,
-            wire,
-            now_ms(),
-        );
+        let now = now_ms();
+        let mut dataset = Dataset::new(config.images, config.seed, &config.lifecycle, wire, now)
+            .with_shares(Shares {
+                multi_arch: config.multi_arch_share,
+                expired_shared: config.expired_shared_share,
+            });
+        let mut registries = Registries::new(config.seed);
+        for _ in 0..config.third_party_registries {
+            let r = registries.preconnect(now);
+            let kind = Kind::from_registry_type(&r.registry_type).unwrap_or(Kind::Harbor);
+            dataset.add_registry(
+                r.id,
+                r.registry_name,
+                kind,
+                config.registry_images,
+                true,
+                now,
+            );
+        }
+        let mut policy = PolicyState::new(config.scan_policy.clone(), config.seed);
+        policy.set(config.scan_policy.clone(), now);
         Self {
             credentials: Credentials::new(&config.ak, &config.sk, config.security_token.as_deref()),
             faults: FaultInjector::new(config.faults, config.seed),
-            registries: Mutex::new(Registries::new(config.seed)),
+            registries: Mutex::new(registries),
             dataset: RwLock::new(dataset),
+            tasks: Mutex::new(Tasks::new(config.seed)),
+            policy: Mutex::new(policy),
+            billing: Mutex::new(Billing::new(config.pay_per_scan)),
+            settings: Settings {
+                registry_images: AtomicUsize::new(config.registry_images),
+                max_scan_task_items: AtomicUsize::new(config.max_scan_task_items.unwrap_or(0)),
+                deprecated_removed: AtomicBool::new(config.deprecated_apis_removed),
+                current_missing: AtomicBool::new(config.current_apis_missing),
+                sync_ms: dataset::millis(config.lifecycle.scan_duration),
+                failure_rate: config.lifecycle.failure_rate,
+            },
             stats: StatsRecorder::default(),
             request_ids: AtomicU64::new(0),
             project_id: config.project_id,
@@ -96,20 +196,70 @@ impl Sim {
         format!("{h:016x}{:016x}", names::mix(h))
     }
 
-    fn add_images(&self, image_type: &ImageType, count: usize) -> usize {
-        kind_of(image_type).map_or(0, |kind| write(&self.dataset).add(kind, count, now_ms()))
+    fn add_images(&self, kind: Kind, count: usize) -> usize {
+        write(&self.dataset).add(kind, count, now_ms())
     }
 
-    fn delete_images(&self, image_type: &ImageType, count: usize) -> usize {
-        kind_of(image_type).map_or(0, |kind| write(&self.dataset).delete(kind, count))
+    fn delete_images(&self, kind: Kind, count: usize) -> usize {
+        write(&self.dataset).delete(kind, count)
     }
 
-    fn restore_images(&self, image_type: &ImageType) -> usize {
-        kind_of(image_type).map_or(0, |kind| write(&self.dataset).restore(kind))
+    fn restore_images(&self, kind: Kind) -> usize {
+        write(&self.dataset).restore(kind)
     }
 
-    fn live_images(&self, image_type: &ImageType) -> usize {
-        kind_of(image_type).map_or(0, |kind| read(&self.dataset).live_count(kind))
+    fn live_images(&self, kind: Kind) -> usize {
+        read(&self.dataset).live_count(kind)
+    }
+
+    fn churn(&self, churn: &Churn) -> ChurnReport {
+        let now = now_ms();
+        let report = write(&self.dataset).churn(churn, self.settings.failure_rate, now);
+        lock(&self.billing).add_completed(report.rescans_succeeded as u64);
+        self.stats.update(|s| s.churns += 1);
+        report
+    }
+
+    fn set_scan_policy(&self, policy: ScanPolicy) -> Result<(), error::ApiError> {
+        policy.validate()?;
+        lock(&self.policy).set(policy, now_ms());
+        Ok(())
+    }
+}
+
+/// Changes `per_hour` images an hour, in steps of at least one image, until shutdown.
+async fn churn_ticker(sim: Arc<Sim>, per_hour: u64, mut shutdown: watch::Receiver<bool>) {
+    let started = tokio::time::Instant::now();
+    let mut applied: u64 = 0;
+    let mut turn: usize = 0;
+    let mut tick = tokio::time::interval(Duration::from_secs(1));
+    loop {
+        tokio::select! {
+            _ = tick.tick() => {}
+            _ = shutdown.wait_for(|stop| *stop) => return,
+        }
+        let owed = (u128::from(per_hour) * started.elapsed().as_millis() / 3_600_000) as u64;
+        let due = owed.saturating_sub(applied);
+        if due == 0 {
+            continue;
+        }
+        // Round robin over the four kinds of change, so a slow rate still does all of them.
+        let mut counts = [0usize; 4];
+        for _ in 0..due {
+            counts[turn % 4] += 1;
+            turn += 1;
+        }
+        let churn = Churn {
+            new: counts[0],
+            repushed: counts[1],
+            deleted: counts[2],
+            rescanned: counts[3],
+            ..Churn::default()
+        };
+        let sim = Arc::clone(&sim);
+        let report = tokio::task::spawn_blocking(move || sim.churn(&churn)).await;
+        applied += due;
+        tracing::debug!(?report, "churned");
     }
 }
 
@@ -123,7 +273,15 @@ pub async fn spawn(config: SimConfig, listen: SocketAddr) -> anyhow::Result<SimH
     let (shutdown_tx, shutdown_rx) = watch::channel(false);
     // Building a large account takes a moment of CPU; keep it off the async workers.
     let rx = shutdown_rx.clone();
+    let churn_per_hour = config.churn_per_hour;
     let sim = Arc::new(tokio::task::spawn_blocking(move || Sim::new(config, rx)).await?);
+    if churn_per_hour > 0 {
+        tokio::spawn(churn_ticker(
+            Arc::clone(&sim),
+            churn_per_hour,
+            shutdown_rx.clone(),
+        ));
+    }
     let app = routes::router(Arc::clone(&sim));
     let mut signal = shutdown_rx;
     let task = tokio::spawn(async move {
@@ -204,25 +362,72 @@ impl SimHandle {
         self.sim.credentials.add(ak, sk, token);
     }
 
-    /// Appends `count` never-scanned images of a type; returns how many were added
-    /// (0 for `local_image` and unknown types).
-    pub fn add_images(&self, image_type: ImageType, count: usize) -> usize {
-        self.sim.add_images(&image_type, count)
+    /// Appends `count` never-scanned images of a type to its SWR registry or its first
+    /// connected registry; returns how many were added (0 for `local_image`, unknown types
+    /// and types with no registry).
+    ///
+    /// Image types are given by their wire name (`"private_image"`, `"harbor"`, …): anything
+    /// that displays as one will do, so a `&str` works and so does a client's own enum,
+    /// without the simulator knowing that enum.
+    pub fn add_images(&self, image_type: impl fmt::Display, count: usize) -> usize {
+        wire_kind(image_type).map_or(0, |kind| self.sim.add_images(kind, count))
     }
 
     /// Deletes the last `count` live images of a type; returns how many were deleted.
-    pub fn delete_images(&self, image_type: ImageType, count: usize) -> usize {
-        self.sim.delete_images(&image_type, count)
+    pub fn delete_images(&self, image_type: impl fmt::Display, count: usize) -> usize {
+        wire_kind(image_type).map_or(0, |kind| self.sim.delete_images(kind, count))
     }
 
     /// Brings back every deleted image of a type; returns how many came back.
-    pub fn restore_images(&self, image_type: ImageType) -> usize {
-        self.sim.restore_images(&image_type)
+    pub fn restore_images(&self, image_type: impl fmt::Display) -> usize {
+        wire_kind(image_type).map_or(0, |kind| self.sim.restore_images(kind))
     }
 
-    /// How many images of a type are listed now (without filters).
-    pub fn live_images(&self, image_type: ImageType) -> usize {
-        self.sim.live_images(&image_type)
+    /// How many images of a type are listed now (without filters); 0 for unknown types.
+    pub fn live_images(&self, image_type: impl fmt::Display) -> usize {
+        wire_kind(image_type).map_or(0, |kind| self.sim.live_images(kind))
+    }
+
+    /// Changes the account: new pushes, re-pushes, deletions, HSS's own rescans.
+    pub fn churn(&self, churn: &Churn) -> ChurnReport {
+        self.sim.churn(churn)
+    }
+
+    /// Turns the `image_pay_per_scan` switch on or off.
+    pub fn set_pay_per_scan(&self, enabled: bool) {
+        lock(&self.sim.billing).set_switch(billing::PAY_PER_SCAN, enabled);
+    }
+
+    /// While true, the deprecated calls answer 404 `APIGW.0101`, as for an API that does not
+    /// exist.
+    pub fn set_deprecated_apis_removed(&self, removed: bool) {
+        self.sim
+            .settings
+            .deprecated_removed
+            .store(removed, Ordering::Relaxed);
+    }
+
+    /// While true, the current calls answer 404 `APIGW.0101` (a region without them).
+    pub fn set_current_apis_missing(&self, missing: bool) {
+        self.sim
+            .settings
+            .current_missing
+            .store(missing, Ordering::Relaxed);
+    }
+
+    /// Replaces HSS's periodic scan policy; an enabled policy runs at the next request.
+    pub fn set_scan_policy(&self, policy: ScanPolicy) -> Result<(), String> {
+        self.sim.set_scan_policy(policy).map_err(|e| e.message)
+    }
+
+    /// Caps the `image_info` items of one create-scan-task call (`None`: no cap).
+    pub fn set_max_scan_task_items(&self, max: Option<usize>) {
+        self.sim.settings.set_max_scan_task_items(max);
+    }
+
+    /// Successful image scans billed so far (`repository_scan_num`).
+    pub fn billed_scans(&self) -> u64 {
+        lock(&self.sim.billing).successful_scans(now_ms())
     }
 
     /// Stops accepting, releases hung requests, and waits (at most 5 s) for the server task.
@@ -242,6 +447,11 @@ impl Drop for SimHandle {
     fn drop(&mut self) {
         let _ = self.shutdown.send(true);
     }
+}
+
+/// The kind a wire name names, from anything that displays as one.
+fn wire_kind(image_type: impl fmt::Display) -> Option<Kind> {
+    Kind::parse(&image_type.to_string())
 }
 
 /// The server clock in epoch milliseconds.

@@ -11,7 +11,7 @@
 
 use std::fmt::Write as _;
 
-use crate::domain::ImageType;
+use super::kind::Kind;
 
 /// Versions per repository; the last one is `latest`.
 pub const VERSIONS: usize = 8;
@@ -43,6 +43,11 @@ pub(crate) const SALT_OUTCOME: u64 = 10;
 pub(crate) const SALT_INSTANCE: u64 = 11;
 pub(crate) const SALT_SCANNABLE: u64 = 13;
 pub(crate) const SALT_ARCH: u64 = 15;
+pub(crate) const SALT_EXPIRED: u64 = 16;
+pub(crate) const SALT_SYNC_TIME: u64 = 17;
+pub(crate) const SALT_CHURN: u64 = 18;
+pub(crate) const SALT_REGISTRY: u64 = 19;
+pub(crate) const SALT_TASK: u64 = 20;
 
 /// splitmix64's finaliser: a cheap, well-mixed bijection on u64.
 pub fn mix(mut x: u64) -> u64 {
@@ -85,11 +90,11 @@ impl Naming {
     }
 
     /// The type an image of the initial account gets (images added later choose their own).
-    pub fn initial_type(&self, index: usize) -> ImageType {
+    pub fn initial_type(&self, index: usize) -> Kind {
         match hash(self.seed, Self::repo(index) as u64, SALT_TYPE) % 100 {
-            0..80 => ImageType::Private,
-            80..95 => ImageType::Shared,
-            _ => ImageType::Instance,
+            0..80 => Kind::Private,
+            80..95 => Kind::Shared,
+            _ => Kind::Instance,
         }
     }
 
@@ -170,6 +175,11 @@ impl Naming {
 
     pub fn instance_url(instance: usize) -> String {
         format!("https://swr-ee-{instance:02}.swr.sim.invalid")
+    }
+
+    /// The instance with this name, if any.
+    pub fn parse_instance_name(name: &str) -> Option<usize> {
+        (0..INSTANCES).find(|&n| Self::instance_name(n) == name)
     }
 
     /// The instance whose id this is, if any.

@@ -50,6 +50,26 @@ impl Query {
         }
     }
 
+    /// An optional integer within `range`.
+    pub fn opt_int(&self, name: &str, range: RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(_) => self.int(name, range, 0).map(Some),
+        }
+    }
+
+    /// An optional value that must be one of `allowed`.
+    pub fn one_of(&self, name: &str, allowed: &[&str]) -> Result<Option<&str>, ApiError> {
+        match self.get(name) {
+            None => Ok(None),
+            Some(v) if allowed.contains(&v) => Ok(Some(v)),
+            Some(_) => Err(ApiError::invalid(
+                name,
+                format!("must be one of {}", allowed.join(", ")),
+            )),
+        }
+    }
+
     pub fn bool(&self, name: &str) -> Result<Option<bool>, ApiError> {
         match self.get(name) {
             None => Ok(None),
@@ -158,6 +178,37 @@ impl<'a, 'p> Fields<'a, 'p> {
                 .as_i64()
                 .map(Some)
                 .ok_or_else(|| ApiError::invalid(&self.name(field), "must be an integer")),
+        }
+    }
+
+    /// An optional integer within `range`.
+    pub fn int_in(&self, field: &str, range: RangeInclusive<i64>) -> Result<Option<i64>, ApiError> {
+        match self.int(field)? {
+            Some(v) if !range.contains(&v) => Err(ApiError::invalid(
+                &self.name(field),
+                format!("must be between {} and {}", range.start(), range.end()),
+            )),
+            v => Ok(v),
+        }
+    }
+
+    /// An optional string that must be one of `allowed`.
+    pub fn opt_one_of(&self, field: &str, allowed: &[&str]) -> Result<Option<&'a str>, ApiError> {
+        match self.string(field, 0..=usize::MAX)? {
+            Some(v) if !allowed.contains(&v) => Err(ApiError::invalid(
+                &self.name(field),
+                format!("must be one of {}", allowed.join(", ")),
+            )),
+            v => Ok(v),
+        }
+    }
+
+    /// An optional nested object.
+    pub fn object(&self, field: &str) -> Result<Option<&'a Map<String, Value>>, ApiError> {
+        match self.value(field) {
+            None => Ok(None),
+            Some(Value::Object(map)) => Ok(Some(map)),
+            Some(_) => Err(ApiError::invalid(&self.name(field), "must be an object")),
         }
     }
 

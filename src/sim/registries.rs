@@ -1,6 +1,11 @@
 //! Third-party registries (`add_registry`, `list_registry`) and the scanner upload command.
 //! The registry password is validated and then dropped: HSS says it does not store it, and
 //! neither does the simulator, so it can never leak into a listing or a log.
+//!
+//! A connected registry's images live in the account ([`Dataset`](super::dataset::Dataset)),
+//! under a registry slot with the same id and name; this module keeps only what
+//! `list_registry` shows about the connection. The SWR registries are not listed here:
+//! `list_registry` was only ever seen listing what `add_registry` added.
 
 use serde::Serialize;
 use serde_json::{Value, json};
@@ -27,6 +32,9 @@ pub struct Registry {
     pub latest_sync_time: i64,
 }
 
+/// What the account knows about a registry's images: how many, and the last sync.
+pub type ImageCounts<'a> = &'a dyn Fn(&str) -> (u32, i64);
+
 #[derive(Debug, Default)]
 pub struct Registries {
     items: Vec<Registry>,
@@ -42,8 +50,8 @@ impl Registries {
     }
 
     /// Validates an `AddRegistryRequestBody` field by field, in the documented order, and
-    /// stores it.
-    pub fn add(&mut self, body: &[u8], now_ms: i64) -> Result<(), ApiError> {
+    /// stores it; returns the stored registry.
+    pub fn add(&mut self, body: &[u8], now_ms: i64) -> Result<Registry, ApiError> {
         let map = json_object(body)?;
         let f = Fields::new(&map, "");
         let registry_name = f.required("registry_name", 1..=128)?;
@@ -66,16 +74,12 @@ impl Registries {
         if self.items.iter().any(|r| r.registry_name == registry_name) {
             return Err(ApiError::invalid("registry_name", "already exists"));
         }
-        let n = self.items.len() as u64;
-        let h = hash(self.seed, n, 0x7265_6769);
-        self.items.push(Registry {
-            id: format!(
-                "{:08x}-{:04x}-{:04x}-{:012x}",
-                h >> 32,
-                (h >> 16) & 0xffff,
-                h & 0xffff,
-                n
-            ),
+        // The three SWR registries are named alike; a third-party one may not take their names.
+        if registry_name.starts_with("SWR-") {
+            return Err(ApiError::invalid("registry_name", "already exists"));
+        }
+        let registry = Registry {
+            id: self.next_id(),
             registry_name: registry_name.to_owned(),
             registry_type: registry_type.to_owned(),
             api_version: api_version.to_owned(),
@@ -88,12 +92,53 @@ impl Registries {
             status: "success",
             images_num: 0,
             latest_sync_time: now_ms,
-        });
-        Ok(())
+        };
+        self.items.push(registry.clone());
+        Ok(registry)
     }
 
-    /// `list_registry`: offset 0..=2e6, limit 10..=200 (default 10), optional filters.
-    pub fn list(&self, query: &Query) -> Result<Value, ApiError> {
+    fn next_id(&self) -> String {
+        let n = self.items.len() as u64;
+        let h = hash(self.seed, n, 0x7265_6769);
+        format!(
+            "{:08x}-{:04x}-{:04x}-{:012x}",
+            h >> 32,
+            (h >> 16) & 0xffff,
+            h & 0xffff,
+            n
+        )
+    }
+
+    /// A registry connected before the simulator started (`--third-party-registries`):
+    /// `harbor-01`, `jfrog-02`, `harbor-03`, … alternating types.
+    pub fn preconnect(&mut self, now_ms: i64) -> Registry {
+        let n = self.items.len() + 1;
+        let kind = if n % 2 == 1 { "Harbor" } else { "Jfrog" };
+        let registry = Registry {
+            id: self.next_id(),
+            registry_name: format!("{}-{n:02}", kind.to_ascii_lowercase()),
+            registry_type: kind.to_owned(),
+            api_version: "V2".to_owned(),
+            protocol: "https".to_owned(),
+            registry_addr: format!(
+                "{}-{n:02}.registry.sim.invalid:443",
+                kind.to_ascii_lowercase()
+            ),
+            registry_username: "robot".to_owned(),
+            namespace: String::new(),
+            connect_cluster_id: "cluster-sim".to_owned(),
+            get_scan_image_channel: "Swr".to_owned(),
+            status: "success",
+            images_num: 0,
+            latest_sync_time: now_ms,
+        };
+        self.items.push(registry.clone());
+        registry
+    }
+
+    /// `list_registry`: offset 0..=2e6, limit 10..=200 (default 10), optional filters;
+    /// `images_num` and `latest_sync_time` come from the account.
+    pub fn list(&self, query: &Query, counts: ImageCounts<'_>) -> Result<Value, ApiError> {
         let offset = query.int("offset", 0..=2_000_000, 0)? as usize;
         let limit = query.int("limit", 10..=200, 10)? as usize;
         let name = query.string("registry_name", 1..=128)?;
@@ -124,7 +169,19 @@ impl Registries {
             .filter(|r| addr.is_none_or(|a| r.registry_addr == a))
             .filter(|r| types.is_none_or(|t| t.split(',').any(|t| t == r.registry_type)))
             .collect();
-        let page: Vec<&&Registry> = matching.iter().skip(offset).take(limit).collect();
+        let page: Vec<Registry> = matching
+            .iter()
+            .skip(offset)
+            .take(limit)
+            .map(|r| {
+                let (images_num, latest_sync_time) = counts(&r.id);
+                Registry {
+                    images_num,
+                    latest_sync_time: latest_sync_time.max(r.latest_sync_time),
+                    ..(*r).clone()
+                }
+            })
+            .collect();
         Ok(json!({ "data_list": page, "total_num": matching.len() }))
     }
 }
@@ -226,14 +283,26 @@ mod tests {
         registries.add(&body(&[]), 5).unwrap();
         let dup = registries.add(&body(&[]), 5).unwrap_err();
         assert!(dup.message.contains("registry_name"));
-        let listed = registries.list(&Query::parse(None)).unwrap();
+        let listed = registries
+            .list(&Query::parse(None), &|_: &str| (7, 9))
+            .unwrap();
         assert_eq!(listed["total_num"], 1);
         assert_eq!(
             listed["data_list"][0]["registry_addr"],
             "harbor.example.com:8443"
         );
+        assert_eq!(listed["data_list"][0]["images_num"], 7);
         assert!(!listed.to_string().contains("s3cret-pass"));
-        assert!(registries.list(&Query::parse(Some("limit=9"))).is_err());
+        assert!(
+            registries
+                .list(&Query::parse(Some("limit=9")), &|_: &str| (0, 0))
+                .is_err()
+        );
+        let pre = registries.preconnect(1);
+        assert_eq!(
+            (pre.registry_name.as_str(), pre.registry_type.as_str()),
+            ("jfrog-02", "Jfrog")
+        );
     }
 
     #[test]

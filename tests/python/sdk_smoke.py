@@ -2,7 +2,8 @@
 """Smoke test: the official HSS Python SDK against hss-sim.
 
 Proves the simulator verifies signatures exactly as the SDK makes them, and that the SDK can
-read every answer. Calls list_swr_image_repository, batch_scan_swr_image (two listed images),
+read every answer. This script covers the deprecated calls and the registry calls;
+sdk_current.py covers the current image APIs. Calls list_swr_image_repository, batch_scan_swr_image (two listed images),
 add_registry and show_image_upload_command; prints one line per call; exits non-zero on any
 exception.
 

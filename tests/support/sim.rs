@@ -102,7 +102,8 @@ impl SimClient {
             .expect("the simulator answers")
     }
 
-    /// [`SimClient::send`], with the transport error (a timeout, say) returned.
+    /// [`SimClient::send`], with the transport error (a timeout, say, also one that fires
+    /// while the body is still arriving) returned.
     pub async fn try_send(
         &self,
         method: &str,
@@ -160,7 +161,7 @@ impl SimClient {
         if let Some(body) = self.tamper_body.clone().or(body) {
             request = request.body(body);
         }
-        Ok(reply(request.send().await?).await)
+        reply(request.send().await?).await
     }
 
     /// An unauthenticated admin request under `/sim/`.
@@ -172,19 +173,21 @@ impl SimClient {
         if let Some(body) = body {
             request = request.json(body);
         }
-        reply(request.send().await.expect("the simulator answers")).await
+        reply(request.send().await.expect("the simulator answers"))
+            .await
+            .expect("a body")
     }
 }
 
-async fn reply(response: reqwest::Response) -> Reply {
+async fn reply(response: reqwest::Response) -> Result<Reply, reqwest::Error> {
     let status = response.status().as_u16();
     let headers = response.headers().clone();
-    let text = response.text().await.expect("a body");
+    let text = response.text().await?;
     let json = serde_json::from_str(&text).unwrap_or(Value::Null);
-    Reply {
+    Ok(Reply {
         status,
         headers,
         text,
         json,
-    }
+    })
 }
