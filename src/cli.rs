@@ -21,8 +21,9 @@ pub mod exit_code {
     pub const CONFIG: u8 = 78;
 }
 
-/// Keeps every SWR container image of a Huawei Cloud account scanned by Host Security
-/// Service (HSS), on a schedule and a budget you control.
+/// Keeps every container image of a Huawei Cloud account (SWR, and the Harbor and JFrog
+/// registries connected to HSS) scanned by Host Security Service (HSS), on a schedule and a
+/// budget you control.
 #[derive(Debug, Parser)]
 #[command(name = "hss-scand", version, propagate_version = true)]
 #[command(
@@ -62,8 +63,10 @@ pub enum Command {
 
     /// Refresh the inventory: list every image HSS knows for each target and image type and
     /// store what changed. Images a complete listing no longer shows are marked deleted; a
-    /// listing that failed part-way deletes nothing. Submits no scans. Exits 1 unless every
-    /// target and type synced completely.
+    /// listing that failed part-way deletes nothing. Also reads what each target's HSS project
+    /// says about itself (its own periodic scan policy, pay-per-scan figures) and follows the
+    /// scan tasks of earlier submissions. Submits no scans. Exits 1 unless every target and
+    /// type synced completely.
     Sync,
 
     /// Dry run: list the images the next scan would submit, in submission order, each with
@@ -75,9 +78,10 @@ pub enum Command {
         output: Output,
     },
 
-    /// Submit the due images to HSS in batch-scan calls, from what the database holds now
-    /// (run `sync` first, or use `once`). Every batch is recorded before it is sent. Exits 1
-    /// unless every batch was accepted.
+    /// Submit the due images to HSS, from what the database holds now (run `sync` first, or
+    /// use `once`): in scan tasks on HSS's current API, in batch-scan calls on the deprecated
+    /// one. Every batch is recorded before it is sent. Exits 1 unless every batch was
+    /// accepted (a scan while HSS's pay-per-scan switch is off fails and says so).
     Scan {
         /// Show the batches that would be sent, and send nothing.
         #[arg(long)]
@@ -88,8 +92,10 @@ pub enum Command {
     /// succeeded.
     Once,
 
-    /// Show the inventory by target, image type and scan status, what is due by reason,
-    /// today's budget, and the latest syncs and batches. Reads only the local database.
+    /// Show each target's API and what its HSS project said at the last sync (its own periodic
+    /// scan, pay-per-scan), the inventory by target, image type and scan status, what is due
+    /// by reason, today's budget, and the latest syncs and batches with their scan tasks.
+    /// Reads only the local database.
     Status {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,

@@ -13,12 +13,12 @@ use prometheus::{
     TextEncoder,
 };
 
-use crate::domain::{DueReason, Job, JobOutcome, Target};
+use crate::domain::{DueReason, Job, JobOutcome, Target, TaskOutcome};
 use crate::hss::transport::client::ApiObserver;
 use crate::hss::transport::error::HssError;
 use crate::pipeline::report::{BatchState, ScanReport, SyncReport};
 use crate::status::StatusReport;
-use crate::store::SyncOutcome;
+use crate::store::{SyncOutcome, TargetFacts};
 
 const RELOAD_OUTCOMES: [&str; 2] = ["success", "failure"];
 
@@ -54,6 +54,13 @@ pub struct Metrics {
     job_runs: IntCounterVec,
     last_job_success: GaugeVec,
     config_reloads: IntCounterVec,
+    api_fallbacks: IntCounterVec,
+    api_in_use: GaugeVec,
+    native_scan_policy_enabled: GaugeVec,
+    pay_per_scan_enabled: GaugeVec,
+    hss_reported_scans: GaugeVec,
+    hss_free_scan_quota: GaugeVec,
+    scan_tasks: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -146,12 +153,12 @@ impl Metrics {
             ),
             scan_batches: counter(
                 "hss_scand_scan_batches_total",
-                "Batch-scan calls, by outcome: sent (accepted), failed (refused), unknown (no answer; reconciled by later syncs), split (too large, resent in halves).",
+                "Scan calls (batches), by outcome: sent (accepted), failed (refused), unknown (no answer; reconciled by later syncs), split (too large, resent in halves).",
                 &["target", "outcome"],
             ),
             images_submitted: counter(
                 "hss_scand_images_submitted_total",
-                "Images in batch-scan calls HSS accepted, by image type and why they were due.",
+                "Images in scan calls HSS accepted, by image type and why they were due.",
                 &["target", "image_type", "reason"],
             ),
             scan_completion: histogram(
@@ -191,6 +198,41 @@ impl Metrics {
                 "hss_scand_config_reloads_total",
                 "Configuration reloads on SIGHUP, by outcome; a failed one leaves the old configuration running.",
                 &["outcome"],
+            ),
+            api_fallbacks: counter(
+                "hss_scand_api_fallbacks_total",
+                "Times hss.api = auto found a target's region without HSS's current image API and used the deprecated one.",
+                &["target"],
+            ),
+            api_in_use: gauge(
+                "hss_scand_api_in_use",
+                "1 for the HSS API generation a target's calls go through now (current, legacy, legacy_fallback, undecided).",
+                &["target", "api"],
+            ),
+            native_scan_policy_enabled: gauge(
+                "hss_scand_native_scan_policy_enabled",
+                "1 when HSS's own periodic image scan is on for a target: images in its scope are scanned and billed twice.",
+                &["target"],
+            ),
+            pay_per_scan_enabled: gauge(
+                "hss_scand_pay_per_scan_enabled",
+                "1 when HSS's pay-per-use image scanning is switched on for a target, 0 when off (scans are then refused).",
+                &["target"],
+            ),
+            hss_reported_scans: gauge(
+                "hss_scand_hss_reported_scans",
+                "Successful registry-image scans HSS's pay-per-scan statistics count for a target (HSS does not say over which period).",
+                &["target"],
+            ),
+            hss_free_scan_quota: gauge(
+                "hss_scand_hss_free_scan_quota",
+                "Free image scans HSS's pay-per-scan statistics report for a target.",
+                &["target"],
+            ),
+            scan_tasks: counter(
+                "hss_scand_scan_tasks_total",
+                "HSS scan tasks made of our submissions, by how they ended: finished, stopped, timed_out, error.",
+                &["target", "outcome"],
             ),
             registry,
         };
@@ -240,6 +282,54 @@ impl Metrics {
             for state in BatchState::ALL {
                 self.scan_batches.with_label_values(&[t, state.as_str()]);
             }
+            self.api_fallbacks.with_label_values(&[t]);
+            self.native_scan_policy_enabled.with_label_values(&[t]);
+            for outcome in TaskOutcome::ALL {
+                self.scan_tasks.with_label_values(&[t, outcome.as_str()]);
+            }
+        }
+    }
+
+    /// What a target's project said about itself, from a survey or the database.
+    pub fn set_target_facts(&self, facts: &TargetFacts) {
+        let t = facts.target.as_str();
+        for api in ["current", "legacy", "legacy_fallback", "undecided"] {
+            self.api_in_use
+                .with_label_values(&[t, api])
+                .set(f64::from(u8::from(api == facts.api)));
+        }
+        let enabled = facts
+            .native_scan_policy
+            .as_ref()
+            .is_some_and(|policy| policy.enabled);
+        self.native_scan_policy_enabled
+            .with_label_values(&[t])
+            .set(f64::from(u8::from(enabled)));
+        if let Some(billing) = &facts.pay_per_scan {
+            if let Some(on) = billing.enabled {
+                self.pay_per_scan_enabled
+                    .with_label_values(&[t])
+                    .set(f64::from(u8::from(on)));
+            }
+            if let Some(scans) = billing.repository_scans {
+                self.hss_reported_scans
+                    .with_label_values(&[t])
+                    .set(scans as f64);
+            }
+            if let Some(free) = billing.free_quota {
+                self.hss_free_scan_quota
+                    .with_label_values(&[t])
+                    .set(free as f64);
+            }
+        }
+    }
+
+    /// Scan tasks seen to end.
+    pub fn record_tasks(&self, target: &str, ended: &[TaskOutcome]) {
+        for outcome in ended {
+            self.scan_tasks
+                .with_label_values(&[target, outcome.as_str()])
+                .inc();
         }
     }
 
@@ -359,6 +449,10 @@ impl ApiObserver for Metrics {
     fn retry(&self, call: &'static str, reason: &'static str, _delay: Duration) {
         self.api_retries.with_label_values(&[call, reason]).inc();
     }
+
+    fn fell_back(&self, target: &str) {
+        self.api_fallbacks.with_label_values(&[target]).inc();
+    }
 }
 
 #[cfg(test)]
@@ -374,6 +468,7 @@ mod tests {
             enterprise_project_id: String::new(),
             image_types: vec![ImageType::Private],
             trigger_swr_sync: false,
+            api: None,
         }
     }
 

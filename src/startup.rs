@@ -9,7 +9,9 @@ use std::sync::Arc;
 use anyhow::Context as _;
 
 use crate::config::{CredentialSource, CredentialsSettings, Settings};
-use crate::domain::{Clock, Target};
+use crate::domain::{ApiChoice, Clock, Target};
+use crate::hss::auto::AutoApi;
+use crate::hss::current::{CurrentApi, ScanOptions};
 use crate::hss::legacy::LegacyApi;
 use crate::hss::transport::client::{
     ApiObserver, ClientOptions, HssClient, SharedRateLimiter, rate_limiter,
@@ -120,17 +122,26 @@ impl Startup {
         Ok(client)
     }
 
-    /// Each target's HSS ports.
+    /// Each target's HSS ports: one adapter, chosen by the target's `api` or `hss.api`.
     pub fn target_apis(&self) -> anyhow::Result<Vec<TargetApi>> {
+        let policy = &self.settings.policy;
+        let options = ScanOptions {
+            scan_scope: policy.scan_scope.bitmask(),
+            third_party_rate_limit: policy.third_party_rate_limit,
+        };
         Ok(self
             .clients()?
             .into_iter()
-            .map(|(target, client)| {
-                let api = Arc::new(LegacyApi::new(client));
-                TargetApi {
-                    target,
-                    images: api.clone(),
-                    scans: api,
+            .map(|(target, client)| match self.settings.api_for(&target) {
+                ApiChoice::Legacy => ports(target, Arc::new(LegacyApi::new(client))),
+                ApiChoice::Current => ports(target, Arc::new(CurrentApi::new(client, options))),
+                ApiChoice::Auto => {
+                    let auto = AutoApi::new(
+                        &target.name,
+                        CurrentApi::new(client.clone(), options),
+                        LegacyApi::new(client),
+                    );
+                    ports(target, Arc::new(auto))
                 }
             })
             .collect())
@@ -142,11 +153,25 @@ impl Startup {
         let targets = self.target_apis()?;
         let store = self.open_store().await?;
         Ok(App {
+            started_at: self.clock.now_ms(),
             settings: self.settings,
             store,
             targets,
             clock: self.clock,
         })
+    }
+}
+
+/// A target's ports, all served by one adapter.
+fn ports<A>(target: Target, adapter: Arc<A>) -> TargetApi
+where
+    A: crate::hss::ImageSource + crate::hss::ScanSubmitter + crate::hss::AccountFacts + 'static,
+{
+    TargetApi {
+        target,
+        images: adapter.clone(),
+        scans: adapter.clone(),
+        facts: adapter,
     }
 }
 
@@ -173,6 +198,8 @@ pub struct App {
     pub store: Store,
     pub targets: Vec<TargetApi>,
     pub clock: Clock,
+    /// When this process started (ms).
+    pub started_at: i64,
 }
 
 impl App {
@@ -183,6 +210,7 @@ impl App {
             store: &self.store,
             targets: &self.targets,
             clock: &self.clock,
+            started_at: self.started_at,
         }
     }
 

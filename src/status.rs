@@ -8,6 +8,7 @@ use serde::Serialize;
 
 use crate::config::PolicySettings;
 use crate::domain::Target;
+use crate::domain::{NativeScanPolicy, PayPerScan};
 use crate::pipeline::plan;
 use crate::policy::{Cap, Tally};
 use crate::store::{Batch, ImageCount, Store, StoreError, SyncRun};
@@ -17,6 +18,9 @@ const RECENT: i64 = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// Each configured target: the API its calls go through, and what its HSS project says
+    /// about itself as of the last sync.
+    pub targets: Vec<TargetStatus>,
     /// Present images per target, type and scan status.
     pub inventory: Vec<ImageCount>,
     /// What the policy says of every present image right now: due by reason, not due and
@@ -32,6 +36,26 @@ pub struct StatusReport {
     pub sync_runs: Vec<SyncRun>,
     /// The latest batch-scan calls, newest first.
     pub batches: Vec<Batch>,
+}
+
+/// One target, as `status` shows it.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetStatus {
+    pub name: String,
+    /// `current`, `legacy`, `legacy_fallback` (auto found no current API) or `undecided`
+    /// (no call has told yet).
+    pub api: String,
+    /// When `auto` fell back to the deprecated API (ms).
+    pub fell_back_at: Option<i64>,
+    /// HSS's own periodic scan policy; `null` until a sync has read it, or on the deprecated
+    /// API, which cannot.
+    pub native_scan_policy: Option<NativeScanPolicy>,
+    /// HSS's pay-per-scan switch and counts.
+    pub pay_per_scan: Option<PayPerScan>,
+    /// Images hss-scand submitted for this target, ever (in batches HSS may have taken).
+    pub submitted_by_hss_scand: u64,
+    /// When the facts were read (ms); `None` before the first sync.
+    pub checked_at: Option<i64>,
 }
 
 /// Today's (UTC) use of `policy.daily_budget`.
@@ -53,7 +77,22 @@ pub async fn gather(
     let plan = plan::plan(store, targets, policy, now).await?;
     let used_today = store.submitted_since(plan::utc_day_start(now)).await?;
     let daily_budget = policy.daily_budget_cap();
+    let facts = store.target_facts().await?;
+    let mut target_statuses = Vec::with_capacity(targets.len());
+    for target in targets {
+        let known = facts.iter().find(|f| f.target == target.name);
+        target_statuses.push(TargetStatus {
+            name: target.name.clone(),
+            api: known.map_or_else(|| "undecided".to_owned(), |f| f.api.clone()),
+            fell_back_at: known.and_then(|f| f.fell_back_at),
+            native_scan_policy: known.and_then(|f| f.native_scan_policy.clone()),
+            pay_per_scan: known.and_then(|f| f.pay_per_scan.clone()),
+            submitted_by_hss_scand: store.submitted_total(&target.name).await?,
+            checked_at: known.map(|f| f.checked_at),
+        });
+    }
     Ok(StatusReport {
+        targets: target_statuses,
         inventory: store.image_counts().await?,
         policy: plan.tally,
         policy_by_target: plan

@@ -12,8 +12,10 @@ use crate::sim::config::Lifecycle;
 use crate::sim::{self, SimConfig};
 use crate::startup::Startup;
 
-/// Images in the simulated account.
+/// SWR images in the simulated account.
 const IMAGES: usize = 20_000;
+/// Images of the Harbor registry connected to it.
+const HARBOR_IMAGES: usize = 400;
 
 /// The port the demo prefers for its endpoints (the daemon's default); a free one otherwise.
 const PORT: u16 = 9794;
@@ -32,7 +34,7 @@ requests_per_second = 50
 name = "demo"
 region = "ap-southeast-1"
 project_id = "sim-project"
-image_types = ["private_image", "shared_image", "instance_image"]
+image_types = ["private_image", "shared_image", "instance_image", "harbor"]
 [schedule]
 sync = "*/10 * * * * *"
 scan = "5/10 * * * * *"
@@ -62,6 +64,8 @@ pub async fn run() -> anyhow::Result<()> {
     let sim = sim::spawn(
         SimConfig {
             images: IMAGES,
+            third_party_registries: 1,
+            registry_images: HARBOR_IMAGES,
             lifecycle: Lifecycle {
                 queue_delay: std::time::Duration::from_secs(2),
                 scan_duration: std::time::Duration::from_secs(4),
@@ -86,7 +90,8 @@ pub async fn run() -> anyhow::Result<()> {
     };
     let address = listener.local_addr().context("no local address")?;
     println!(
-        "hss-scand demo: a simulated HSS account of {IMAGES} images at {}",
+        "hss-scand demo: a simulated HSS account of {IMAGES} SWR images and a Harbor registry \
+         of {HARBOR_IMAGES} at {}, through HSS's current image API",
         sim.base_url()
     );
     println!("  metrics: http://{address}/metrics");

@@ -6,6 +6,7 @@ use super::output::{print, table, time_or_dash, wire_name};
 use crate::cli::Output;
 use crate::startup::Startup;
 use crate::status::{self, StatusReport};
+use crate::store::Batch;
 
 pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()> {
     let settings = startup.settings();
@@ -27,7 +28,8 @@ pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()>
 
 /// The report as `hss-scand status` prints it.
 fn to_table(report: &StatusReport) -> String {
-    let mut out = String::from("INVENTORY (present images)\n");
+    let mut out = targets_table(report);
+    out.push_str("\nINVENTORY (present images)\n");
     if report.inventory.is_empty() {
         out.push_str("no images yet: run `hss-scand sync`\n");
     } else {
@@ -138,6 +140,8 @@ fn to_table(report: &StatusReport) -> String {
                     time_or_dash(Some(b.created_at)),
                     b.status.clone(),
                     b.items.to_string(),
+                    b.task_id.clone().unwrap_or_else(|| "-".to_owned()),
+                    task_progress(b),
                     b.error.clone().unwrap_or_default(),
                 ]
             })
@@ -150,10 +154,89 @@ fn to_table(report: &StatusReport) -> String {
                 "CREATED",
                 "STATUS",
                 "IMAGES",
+                "SCAN TASK",
+                "PROGRESS",
                 "ERROR",
             ],
             &rows,
         ));
     }
     out
+}
+
+/// Each target's API and what its HSS project says about itself, with a warning line for
+/// every target whose own periodic scan is on (its images are paid for twice).
+fn targets_table(report: &StatusReport) -> String {
+    let mut out = String::from("TARGETS\n");
+    let rows: Vec<Vec<String>> = report
+        .targets
+        .iter()
+        .map(|t| {
+            let api = match t.fell_back_at {
+                Some(at) => format!("{} (since {})", t.api, time_or_dash(Some(at))),
+                None => t.api.clone(),
+            };
+            let native = match &t.native_scan_policy {
+                Some(policy) if policy.enabled => format!("ON: {}", policy.describe()),
+                Some(_) => "off".to_owned(),
+                None => "-".to_owned(),
+            };
+            let billing = t.pay_per_scan.as_ref();
+            let switch = match billing.and_then(|b| b.enabled) {
+                Some(true) => "on",
+                Some(false) => "OFF",
+                None => "-",
+            };
+            let counted = billing
+                .and_then(|b| b.repository_scans)
+                .map_or_else(|| "-".to_owned(), |n| n.to_string());
+            vec![
+                t.name.clone(),
+                api,
+                native,
+                switch.to_owned(),
+                counted,
+                t.submitted_by_hss_scand.to_string(),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "TARGET",
+            "API",
+            "HSS PERIODIC SCAN",
+            "PAY-PER-SCAN",
+            "SCANS HSS COUNTED",
+            "SUBMITTED BY HSS-SCAND",
+        ],
+        &rows,
+    ));
+    for t in &report.targets {
+        if t.native_scan_policy.as_ref().is_some_and(|p| p.enabled) {
+            out.push_str(&format!(
+                "WARNING: {}: HSS's own periodic image scan is on; the images in its scope are \
+                 scanned, and billed, twice\n",
+                t.name
+            ));
+        }
+        if t.pay_per_scan.as_ref().and_then(|b| b.enabled) == Some(false) {
+            out.push_str(&format!(
+                "WARNING: {}: pay-per-use image scanning is switched off in HSS; scans are refused\n",
+                t.name
+            ));
+        }
+    }
+    out
+}
+
+/// A batch's scan-task progress: `45%`, `done`, `stopped`, …, or `-`.
+fn task_progress(batch: &Batch) -> String {
+    match batch.task_progress {
+        None => "-".to_owned(),
+        Some(100) => "done".to_owned(),
+        Some(-1) => "stopped".to_owned(),
+        Some(-2) => "timed out".to_owned(),
+        Some(p) if p < 0 => "error".to_owned(),
+        Some(p) => format!("{p}%"),
+    }
 }

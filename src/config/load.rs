@@ -310,7 +310,11 @@ image_types = ["private_image"]
         assert_eq!(settings.targets[0].enterprise_project_id, "");
         assert!(!settings.targets[0].trigger_swr_sync);
         assert_eq!(settings.hss.page_size, 200);
-        assert_eq!(settings.policy.batch_size, 10241);
+        assert_eq!(settings.policy.batch_size, 1000);
+        assert_eq!(settings.hss.api, crate::domain::ApiChoice::Auto);
+        assert_eq!(settings.targets[0].api, None);
+        assert_eq!(settings.policy.scan_scope.bitmask(), 0x7fff_ffff);
+        assert_eq!(settings.policy.third_party_rate_limit, 0);
     }
 
     #[test]

@@ -26,7 +26,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use url::Url;
 
-use crate::domain::Target;
+use crate::domain::{ApiChoice, Target};
 
 pub use error::{ConfigError, Origin};
 pub use load::overriding_env_vars;
@@ -116,6 +116,15 @@ pub struct HssSettings {
     /// Client-side rate limit across all calls.
     #[serde(deserialize_with = "values::at_least_one")]
     pub requests_per_second: NonZeroU32,
+    /// Which generation of HSS's image APIs to use; a target may choose its own.
+    pub api: ApiChoice,
+}
+
+impl Settings {
+    /// The API `target` is reached through: its own choice, else `hss.api`.
+    pub fn api_for(&self, target: &Target) -> ApiChoice {
+        target.api.unwrap_or(self.hss.api)
+    }
 }
 
 /// `credentials.source`: where the AK/SK come from.
@@ -185,8 +194,12 @@ pub struct PolicySettings {
     /// How long HSS may take to show that it received a submission.
     #[serde(with = "values::duration")]
     pub submit_grace: Duration,
-    /// Images per batch-scan call, 1..=10241.
+    /// Images per scan call, 1..=10241.
     pub batch_size: usize,
+    /// What HSS looks for in a scan (the current API's `scan_scope`).
+    pub scan_scope: ScanScope,
+    /// Images per hour HSS scans of each Harbor or JFrog task; 0 = unlimited (0..=1000).
+    pub third_party_rate_limit: u32,
     /// 0 = no cap; see [`PolicySettings::images_per_run_cap`].
     pub max_images_per_run: u64,
     /// Scans submitted per UTC day; 0 = no cap; see [`PolicySettings::daily_budget_cap`].
@@ -213,6 +226,94 @@ impl PolicySettings {
         self.rules
             .iter()
             .find(|rule| rule.matches(namespace, image, tag))
+    }
+}
+
+/// `policy.scan_scope`: the risks HSS looks for in a scan — `"all"`, or a list of them.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ScanScope(Vec<Risk>);
+
+/// One kind of risk a scan can look for, with its bits in the API's `scan_scope` mask.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Deserialize, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Risk {
+    Vulnerabilities,
+    Baseline,
+    MaliciousFiles,
+    SensitiveInformation,
+    SoftwareCompliance,
+}
+
+impl Risk {
+    pub const ALL: [Risk; 5] = [
+        Risk::Vulnerabilities,
+        Risk::Baseline,
+        Risk::MaliciousFiles,
+        Risk::SensitiveInformation,
+        Risk::SoftwareCompliance,
+    ];
+
+    fn bits(self) -> i64 {
+        match self {
+            Risk::Vulnerabilities => 0x000f_0000,
+            Risk::Baseline => 0x0000_f000,
+            Risk::MaliciousFiles => 0x0000_0f00,
+            Risk::SensitiveInformation => 0x0000_00f0,
+            Risk::SoftwareCompliance => 0x0000_000f,
+        }
+    }
+}
+
+impl ScanScope {
+    /// Every risk.
+    pub fn all() -> ScanScope {
+        ScanScope(Risk::ALL.to_vec())
+    }
+
+    /// The API's mask: `0x7fffffff` for everything (as the SDK documents "all"), else the
+    /// bits of each risk.
+    pub fn bitmask(&self) -> i64 {
+        if Risk::ALL.iter().all(|risk| self.0.contains(risk)) {
+            0x7fff_ffff
+        } else {
+            self.0.iter().fold(0, |mask, risk| mask | risk.bits())
+        }
+    }
+
+    pub fn risks(&self) -> &[Risk] {
+        &self.0
+    }
+}
+
+impl<'de> Deserialize<'de> for ScanScope {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<ScanScope, D::Error> {
+        #[derive(Deserialize)]
+        #[serde(untagged)]
+        enum Written {
+            Word(String),
+            List(Vec<Risk>),
+        }
+        let expected = "\"all\" or a list of \"vulnerabilities\", \"baseline\", \
+                        \"malicious_files\", \"sensitive_information\", \"software_compliance\"";
+        match Written::deserialize(d) {
+            Ok(Written::Word(word)) if word == "all" => Ok(ScanScope::all()),
+            Ok(Written::List(mut risks)) if !risks.is_empty() => {
+                risks.sort();
+                risks.dedup();
+                Ok(ScanScope(risks))
+            }
+            _ => Err(serde::de::Error::custom(format!("expected {expected}"))),
+        }
+    }
+}
+
+impl Serialize for ScanScope {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        if self.bitmask() == 0x7fff_ffff {
+            s.serialize_str("all")
+        } else {
+            self.0.serialize(s)
+        }
     }
 }
 
@@ -305,6 +406,7 @@ impl fmt::Debug for HssSettings {
             .field("page_size", &self.page_size)
             .field("max_retries", &self.max_retries)
             .field("requests_per_second", &self.requests_per_second)
+            .field("api", &self.api)
             .finish()
     }
 }

@@ -10,7 +10,7 @@ use croner::parser::{CronParser, Seconds};
 use tracing::level_filters::LevelFilter;
 use tracing_subscriber::EnvFilter;
 
-use crate::domain::{ImageType, Target};
+use crate::domain::{ApiChoice, ImageType, Target};
 use crate::hss::legacy::limits;
 
 use super::{CredentialSource, CredentialsSettings, HssSettings, PolicySettings, Settings};
@@ -37,6 +37,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     hss(&settings.hss)?;
     credentials(&settings.credentials)?;
     targets(&settings.targets)?;
+    apis(settings)?;
     super::registries::validate(&settings.registries, &settings.targets)?;
     cron("schedule.sync", &settings.schedule.sync)?;
     cron("schedule.scan", &settings.schedule.scan)?;
@@ -242,6 +243,37 @@ fn cron(key: &str, expression: &str) -> Checked {
         })
 }
 
+/// Harbor and JFrog images are listed and scanned only by the current API: a target that
+/// asks for them through the deprecated one could never sync them.
+fn apis(settings: &Settings) -> Checked {
+    for (index, target) in settings.targets.iter().enumerate() {
+        if settings.api_for(target) != ApiChoice::Legacy {
+            continue;
+        }
+        let whose = if target.api.is_some() {
+            format!("targets[{index}].api")
+        } else {
+            "hss.api".to_owned()
+        };
+        if let Some((at, image_type)) = target
+            .image_types
+            .iter()
+            .enumerate()
+            .find(|(_, t)| t.is_third_party())
+        {
+            return Err(invalid(
+                format!("targets[{index}].image_types[{at}]"),
+                format!(
+                    "{:?} images are listed and scanned only by HSS's current API, but {whose} \
+                     is \"legacy\"; use \"auto\" or \"current\", or remove the type",
+                    image_type.as_str()
+                ),
+            ));
+        }
+    }
+    Ok(())
+}
+
 fn policy(policy: &PolicySettings) -> Checked {
     positive("policy.rescan_after", policy.rescan_after)?;
     positive("policy.scanning_timeout", policy.scanning_timeout)?;
@@ -250,6 +282,12 @@ fn policy(policy: &PolicySettings) -> Checked {
         policy.batch_size as u64,
         1,
         limits::BATCH_ITEMS as u64,
+    )?;
+    in_range(
+        "policy.third_party_rate_limit",
+        policy.third_party_rate_limit.into(),
+        0,
+        crate::hss::current::limits::MAX_RATE_LIMIT.into(),
     )?;
     for (index, rule) in policy.rules.iter().enumerate() {
         if let Some(rescan_after) = rule.rescan_after {
@@ -437,6 +475,45 @@ image_types = ["instance_image"]
         assert_rejected("targets[1].project_id", "not a project id", |s| {
             s.targets[1].project_id = "a/b".into()
         });
+    }
+
+    #[test]
+    fn third_party_images_need_the_current_api() {
+        assert_rejected(
+            "targets[0].image_types[1]",
+            "\"harbor\" images are listed and scanned only by HSS's current API, but hss.api is \"legacy\"",
+            |s| {
+                s.hss.api = ApiChoice::Legacy;
+                s.targets[0].image_types[1] = ImageType::Harbor;
+            },
+        );
+        assert_rejected(
+            "targets[1].image_types[0]",
+            "but targets[1].api is \"legacy\"",
+            |s| {
+                s.targets[1].api = Some(ApiChoice::Legacy);
+                s.targets[1].image_types[0] = ImageType::Jfrog;
+            },
+        );
+        let mut ok = valid();
+        ok.hss.api = ApiChoice::Legacy;
+        ok.targets[0].api = Some(ApiChoice::Auto);
+        ok.targets[0].image_types[1] = ImageType::Harbor;
+        assert_eq!(
+            settings(&ok),
+            Ok(()),
+            "a target's own api wins over hss.api"
+        );
+    }
+
+    #[test]
+    fn the_third_party_rate_limit_is_0_to_1000() {
+        assert_rejected("policy.third_party_rate_limit", "1001", |s| {
+            s.policy.third_party_rate_limit = 1001
+        });
+        let mut ok = valid();
+        ok.policy.third_party_rate_limit = 1000;
+        assert_eq!(settings(&ok), Ok(()));
     }
 
     #[test]

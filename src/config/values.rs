@@ -160,6 +160,8 @@ struct TargetEntry {
     image_types: Vec<ImageType>,
     #[serde(default)]
     trigger_swr_sync: bool,
+    #[serde(default)]
+    api: Option<crate::domain::ApiChoice>,
 }
 
 /// `[[targets]]` into domain targets.
@@ -174,6 +176,7 @@ pub(super) fn targets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Target>, D:
             enterprise_project_id: entry.enterprise_project_id,
             image_types: entry.image_types,
             trigger_swr_sync: entry.trigger_swr_sync,
+            api: entry.api,
         })
         .collect())
 }

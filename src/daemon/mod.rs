@@ -141,7 +141,11 @@ pub async fn run(
         tokio::spawn(async move { daemon.feed_watchdog(every).await })
     });
     if app.settings.daemon.sync_on_start {
+        // The start-up sync reads what each project says about itself first.
         tokio::spawn(Arc::clone(&daemon).run_job(Job::Sync, "startup"));
+    } else {
+        let daemon = Arc::clone(&daemon);
+        tokio::spawn(async move { daemon.survey().await });
     }
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
@@ -239,7 +243,28 @@ impl Daemon {
                 self.metrics.set_last_successful_sync(&target.name, at);
             }
         }
+        if let Ok(facts) = app.store.target_facts().await {
+            for facts in facts
+                .iter()
+                .filter(|f| app.settings.targets.iter().any(|t| t.name == f.target))
+            {
+                self.metrics.set_target_facts(facts);
+            }
+        }
         self.refresh_status(app).await;
+    }
+
+    /// Reads what each target's project says about itself, outside a sync (at start-up).
+    async fn survey(&self) {
+        let app = self.app();
+        match app.pipeline().survey_all().await {
+            Ok(surveys) => {
+                for survey in surveys {
+                    self.metrics.set_target_facts(&survey.facts);
+                }
+            }
+            Err(err) => tracing::warn!(error = %err, "cannot record what the HSS projects say"),
+        }
     }
 
     /// The status report as the database stands now.
@@ -273,7 +298,7 @@ impl Daemon {
             tracing::warn!(
                 ?grace,
                 "daemon.shutdown_grace ran out with a job still running; exiting anyway \
-                 (a batch-scan call without its answer stays pending and the next syncs reconcile it)"
+                 (a scan call without its answer stays pending and the next syncs reconcile it)"
             );
         }
     }

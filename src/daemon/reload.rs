@@ -54,6 +54,7 @@ impl Daemon {
             store: old.store.clone(),
             targets,
             clock: old.clock.clone(),
+            started_at: old.started_at,
         });
         *self
             .app

@@ -86,6 +86,12 @@ impl Daemon {
             Err(err) => return (JobOutcome::Failure, format!("sync failed: {err}")),
         };
         self.metrics.record_sync(&all.reports, &all.took);
+        for survey in &all.surveys {
+            self.metrics.set_target_facts(&survey.facts);
+        }
+        for (target, followed) in &all.tasks {
+            self.metrics.record_tasks(target, &followed.ended);
+        }
         let finished = self.clock.now_ms();
         for target in &app.settings.targets {
             let mut reports = all

@@ -13,6 +13,18 @@ open_enum! {
         Shared => "shared_image",
         /// An image in an SWR enterprise instance.
         Instance => "instance_image",
+        /// An image in a Harbor registry connected to HSS (`hss-scand registry add`).
+        Harbor => "harbor",
+        /// An image in a JFrog registry connected to HSS.
+        Jfrog => "jfrog",
+    }
+}
+
+impl ImageType {
+    /// An image of a third-party registry (Harbor, JFrog): only HSS's current API lists and
+    /// scans these, and the same name and tag in two such registries are two images.
+    pub fn is_third_party(&self) -> bool {
+        matches!(self, ImageType::Harbor | ImageType::Jfrog)
     }
 }
 
@@ -55,16 +67,31 @@ impl ScanStatus {
 pub enum Unsubmittable {
     /// A namespace, name, tag or instance field is empty or longer than the call accepts.
     FieldTooLong,
+    /// A multi-architecture image: HSS scans none of them, by hand or on a schedule.
+    MultiArchitecture,
+    /// A shared image whose share has expired: HSS scans shared images only while valid.
+    ExpiredShare,
+    /// The listing record lacks what the scan call names an image by (its record id, digest
+    /// or registry).
+    IncompleteIdentity,
 }
 
 impl Unsubmittable {
-    pub const ALL: [Unsubmittable; 1] = [Unsubmittable::FieldTooLong];
+    pub const ALL: [Unsubmittable; 4] = [
+        Unsubmittable::FieldTooLong,
+        Unsubmittable::MultiArchitecture,
+        Unsubmittable::ExpiredShare,
+        Unsubmittable::IncompleteIdentity,
+    ];
 
     /// The stored code: 0 means submittable, so a new reason is a new number, never a
     /// renumbering.
     pub fn code(self) -> u8 {
         match self {
             Unsubmittable::FieldTooLong => 1,
+            Unsubmittable::MultiArchitecture => 2,
+            Unsubmittable::ExpiredShare => 3,
+            Unsubmittable::IncompleteIdentity => 4,
         }
     }
 
@@ -73,6 +100,9 @@ impl Unsubmittable {
     pub fn from_code(code: u8) -> Option<Unsubmittable> {
         match code {
             0 => None,
+            2 => Some(Unsubmittable::MultiArchitecture),
+            3 => Some(Unsubmittable::ExpiredShare),
+            4 => Some(Unsubmittable::IncompleteIdentity),
             _ => Some(Unsubmittable::FieldTooLong),
         }
     }
@@ -109,6 +139,18 @@ pub struct Image {
     pub domain_name: String,
     pub shared_status: String,
     pub scannable: Option<bool>,
+    /// The registry HSS lists it under (current API only; empty from the deprecated one).
+    pub registry_id: String,
+    pub registry_name: String,
+    /// `SwrPrivate`, `SwrShared`, `SwrEnterprise`, `Harbor`, `Jfrog` or `Other`.
+    pub registry_type: String,
+    /// When HSS last synced it from its registry (ms; current API only).
+    pub latest_sync_time: Option<i64>,
+    /// Why its last scan failed, as a code (`download_failed`, `image_over_sized`, …).
+    pub scan_failed_code: String,
+    /// `Security`, `Low`, `Medium` or `High` after a scan; empty before.
+    pub severity_level: String,
+    pub is_multiple_arch: Option<bool>,
     /// Set by the adapter that listed it: why its API cannot take this image in a scan call.
     pub unsubmittable: Option<Unsubmittable>,
 }
@@ -117,11 +159,16 @@ impl Image {
     /// What a scan call names this image by.
     pub fn identity(&self) -> ImageIdentity {
         ImageIdentity {
+            hss_record_id: self.hss_record_id,
+            image_digest: self.image_digest.clone(),
             namespace: self.namespace.clone(),
             image_name: self.image_name.clone(),
             image_version: self.image_version.clone(),
             instance_id: self.instance_id.clone(),
             instance_url: self.instance_url.clone(),
+            registry_id: self.registry_id.clone(),
+            registry_name: self.registry_name.clone(),
+            registry_type: self.registry_type.clone(),
         }
     }
 
@@ -152,20 +199,33 @@ impl Image {
             domain_name: String::new(),
             shared_status: String::new(),
             scannable: Some(true),
+            registry_id: String::new(),
+            registry_name: String::new(),
+            registry_type: String::new(),
+            latest_sync_time: None,
+            scan_failed_code: String::new(),
+            severity_level: String::new(),
+            is_multiple_arch: None,
             unsubmittable: None,
         }
     }
 }
 
-/// What a scan call names an image by: the fields an adapter copies into its request body.
+/// What a scan call names an image by: the fields an adapter copies into its request body
+/// (the deprecated call takes the names, the current one the whole listing record).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 pub struct ImageIdentity {
+    pub hss_record_id: Option<i64>,
+    pub image_digest: String,
     pub namespace: String,
     pub image_name: String,
     pub image_version: String,
     /// Empty unless the image is in an SWR enterprise instance.
     pub instance_id: String,
     pub instance_url: String,
+    pub registry_id: String,
+    pub registry_name: String,
+    pub registry_type: String,
 }
 
 #[cfg(test)]

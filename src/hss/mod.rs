@@ -3,15 +3,19 @@
 //! The pipeline sees HSS through two ports, defined here: an [`ImageSource`] that lists the
 //! images of one type a page at a time (and can ask HSS to refresh its copy of the registry),
 //! and a [`ScanSubmitter`] that submits a batch of images and answers with a failure already
-//! classified ([`SubmitError`]). Each API generation is one adapter folder implementing both:
-//! [`legacy`] holds the deprecated SWR endpoints. Nothing outside `hss/` builds a request body
-//! or reads an HSS error code, and an API's limits (field lengths, images per call) are
-//! properties of its adapter.
+//! classified ([`SubmitError`]); a third, [`AccountFacts`], reads what the project says about
+//! itself. Each API generation is one adapter folder implementing them: [`legacy`] holds the
+//! deprecated SWR endpoints, [`current`] the registry-image and scan-task endpoints that
+//! replace them (and also cover Harbor and JFrog images), and [`auto`] picks between the two
+//! per target. Nothing outside `hss/` builds a request body or reads an HSS error code, and
+//! an API's limits (field lengths, images per call) are properties of its adapter.
 //!
 //! [`transport`] is what every adapter shares (signing, credentials, retries, the rate
 //! limit, lenient JSON); [`registries`] holds the third-party registry calls of
 //! `hss-scand registry`.
 
+pub mod auto;
+pub mod current;
 pub mod legacy;
 pub mod registries;
 pub mod transport;
@@ -19,8 +23,12 @@ pub mod transport;
 use std::fmt;
 
 use async_trait::async_trait;
+use serde::Serialize;
 
-use crate::domain::{BatchFailure, Image, ImageIdentity, ImageType};
+use crate::domain::{
+    BatchFailure, Image, ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, ScanTask,
+};
+use transport::error::HssError;
 
 // The simulator verifies signatures with the same signer; keep its path short.
 pub use transport::signer;
@@ -44,10 +52,49 @@ pub struct PageRequest {
     pub limit: u32,
 }
 
-/// A listing call that failed; the sync records why and moves on.
+/// A listing (or reading) call that failed; the caller records why and moves on.
 #[derive(Debug, thiserror::Error)]
-#[error(transparent)]
-pub struct SourceError(#[from] transport::error::HssError);
+pub enum SourceError {
+    #[error(transparent)]
+    Hss(#[from] HssError),
+    /// The API this target is reached through cannot do what was asked (list Harbor images
+    /// through the deprecated API, say).
+    #[error("{0}")]
+    Unsupported(String),
+}
+
+/// Which API a target's calls go through now.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ApiInUse {
+    /// The current registry-image and scan-task APIs.
+    Current,
+    /// The deprecated SWR APIs, as configured.
+    Legacy,
+    /// The deprecated SWR APIs, because `auto` found that the region has no current ones.
+    LegacyFallback,
+    /// `auto`, before the first call told which.
+    Undecided,
+}
+
+impl ApiInUse {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ApiInUse::Current => "current",
+            ApiInUse::Legacy => "legacy",
+            ApiInUse::LegacyFallback => "legacy_fallback",
+            ApiInUse::Undecided => "undecided",
+        }
+    }
+
+    /// The API generation, as a batch records it.
+    pub fn generation(self) -> &'static str {
+        match self {
+            ApiInUse::Current | ApiInUse::Undecided => "current",
+            ApiInUse::Legacy | ApiInUse::LegacyFallback => "legacy",
+        }
+    }
+}
 
 /// Lists a target's images.
 #[async_trait]
@@ -96,21 +143,91 @@ impl fmt::Display for SubmitError {
 
 impl std::error::Error for SubmitError {}
 
+/// What HSS gave back for an accepted batch.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct Receipt {
+    /// The scan task HSS made of it, when the API makes tasks and it was found.
+    pub task_id: Option<String>,
+}
+
 /// Submits images for scanning.
 #[async_trait]
 pub trait ScanSubmitter: Send + Sync + fmt::Debug {
     /// The most images one call may carry.
     fn max_batch(&self) -> usize;
 
+    /// The API the next call goes through.
+    fn api_in_use(&self) -> ApiInUse;
+
+    /// Whether scans can be submitted at all now (once per scan, before the first batch).
+    /// An error says why not and stops the target's submissions.
+    async fn preflight(&self) -> Result<(), SubmitError> {
+        Ok(())
+    }
+
     /// Submits `images`, all of `image_type`, in one call.
     async fn submit(
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
-    ) -> Result<(), SubmitError>;
+    ) -> Result<Receipt, SubmitError>;
+
+    /// The scan task `task_id` as HSS shows it now; `None` when the API has no tasks or no
+    /// longer lists this one.
+    async fn task(&self, _task_id: &str) -> Result<Option<ScanTask>, SourceError> {
+        Ok(None)
+    }
+}
+
+/// What a target's HSS project says about itself.
+#[async_trait]
+pub trait AccountFacts: Send + Sync + fmt::Debug {
+    /// HSS's own periodic scan policy; `None` when the API in use cannot tell.
+    async fn native_policy(&self) -> Result<Option<NativeScanPolicy>, SourceError>;
+
+    /// HSS's pay-per-scan switch and counts; `None` when the API in use cannot tell.
+    async fn pay_per_scan(&self) -> Result<Option<PayPerScan>, SourceError>;
 }
 
 /// Every HSS call hss-scand can make, as the `endpoint` label of the API metrics names it.
 pub fn calls() -> impl Iterator<Item = &'static str> {
-    legacy::CALLS.into_iter().chain(registries::CALLS)
+    legacy::CALLS
+        .into_iter()
+        .chain(current::CALLS)
+        .chain(registries::CALLS)
+}
+
+/// What a failed scan call means for the run, the same for every adapter: a timeout, a
+/// broken connection or a 5xx after the body was sent leaves the outcome unknown;
+/// throttling that outlasted the retries, refused credentials and no connection stop the run
+/// (the next batch would fail the same way); `too_large` (as the adapter reads its API's
+/// answer) asks for smaller batches; anything else refused this batch only.
+fn classify(err: &HssError, too_large: bool) -> SubmitError {
+    let api = err.api();
+    let failure = BatchFailure {
+        http_status: api.map(|a| a.status),
+        error_code: api.map(|a| a.error_code.clone()),
+        request_id: api.and_then(|a| a.request_id.clone()),
+        message: err.to_string(),
+    };
+    // HSS.0010 (access denied) and HSS.0013 (insufficient permissions) are answered with
+    // HTTP 400 like a bad request, but say nothing about the batch either.
+    let stops_the_run = match err {
+        HssError::Api(api) => {
+            api.is_throttling()
+                || matches!(api.status, 401 | 403)
+                || matches!(api.error_code.as_str(), "HSS.0010" | "HSS.0013")
+        }
+        HssError::Connect { .. } | HssError::Credentials(_) => true,
+        _ => false,
+    };
+    if too_large {
+        SubmitError::TooLarge(failure)
+    } else if err.outcome_unknown() {
+        SubmitError::OutcomeUnknown(failure)
+    } else if stops_the_run {
+        SubmitError::StopRun(failure)
+    } else {
+        SubmitError::Refused(failure)
+    }
 }

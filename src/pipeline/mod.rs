@@ -1,14 +1,17 @@
-//! The pipeline, in data-flow order: [`sync`] pages HSS's image list into the inventory,
-//! [`reconcile`] moves our submissions on after a complete sync, [`plan`] streams the
-//! inventory through the pure policy, and [`submit`] cuts the plan into batches for HSS.
-//! No stage imports a later one; this file is the only place that sequences them, and the
-//! daemon and the CLI only decide when.
+//! The pipeline, in data-flow order: [`account`] reads what each target's HSS project says
+//! about itself, [`sync`] pages HSS's image list into the inventory, [`reconcile`] moves our
+//! submissions on after a complete sync and [`tasks`] follows the scan tasks HSS made of
+//! them, [`plan`] streams the inventory through the pure policy, and [`submit`] cuts the plan
+//! into batches for HSS. No stage imports a later one; this file is the only place that
+//! sequences them, and the daemon and the CLI only decide when.
 
+pub mod account;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
 pub mod submit;
 pub mod sync;
+pub mod tasks;
 
 use std::fmt;
 use std::sync::Arc;
@@ -16,18 +19,19 @@ use std::time::Instant;
 
 use crate::config::Settings;
 use crate::domain::{Clock, Shutdown, Target};
-use crate::hss::{ImageSource, ScanSubmitter};
+use crate::hss::{AccountFacts, ImageSource, ScanSubmitter};
 use crate::policy::Plan;
 use crate::store::{Store, StoreError};
 
 use report::{ScanReport, SyncAllReport};
 
-/// A configured target and the two ports that reach its HSS project.
+/// A configured target and the ports that reach its HSS project.
 #[derive(Clone)]
 pub struct TargetApi {
     pub target: Target,
     pub images: Arc<dyn ImageSource>,
     pub scans: Arc<dyn ScanSubmitter>,
+    pub facts: Arc<dyn AccountFacts>,
 }
 
 impl fmt::Debug for TargetApi {
@@ -38,14 +42,15 @@ impl fmt::Debug for TargetApi {
     }
 }
 
-/// What the jobs run against: the settings in force, the store, every target's ports and
-/// the clock.
+/// What the jobs run against: the settings in force, the store, every target's ports, the
+/// clock, and when this process started (ms).
 #[derive(Debug, Clone, Copy)]
 pub struct Pipeline<'a> {
     pub settings: &'a Settings,
     pub store: &'a Store,
     pub targets: &'a [TargetApi],
     pub clock: &'a Clock,
+    pub started_at: i64,
 }
 
 impl Pipeline<'_> {
@@ -69,6 +74,8 @@ impl Pipeline<'_> {
                 continue;
             }
             let started = Instant::now();
+            all.surveys
+                .push(account::survey(self.store, api, self.clock, self.started_at).await?);
             let reports =
                 sync::sync_target(self.store, &api.images, &api.target, page_size, self.clock)
                     .await?;
@@ -87,9 +94,21 @@ impl Pipeline<'_> {
                 }
                 all.reports.push(report);
             }
+            let followed = tasks::follow(self.store, api, self.clock).await?;
+            all.tasks.push((api.target.name.clone(), followed));
             all.took.push((api.target.name.clone(), started.elapsed()));
         }
         Ok(all)
+    }
+
+    /// Reads what every target's project says about itself (at start-up; every sync does it
+    /// too). A failure is logged: it stops nothing.
+    pub async fn survey_all(&self) -> Result<Vec<account::Survey>, StoreError> {
+        let mut surveys = Vec::with_capacity(self.targets.len());
+        for api in self.targets {
+            surveys.push(account::survey(self.store, api, self.clock, self.started_at).await?);
+        }
+        Ok(surveys)
     }
 
     /// The plan from what the database holds now.

@@ -6,6 +6,8 @@ use std::time::Duration;
 
 use serde::Serialize;
 
+use super::account::Survey;
+use super::tasks::TasksFollowed;
 use crate::domain::{DueReason, ImageType};
 use crate::store::{SyncOutcome, SyncRunCounts};
 
@@ -81,6 +83,10 @@ pub struct SyncAllReport {
     pub took: Vec<(String, Duration)>,
     /// Targets left out because a stop was asked for.
     pub stopped_before: Vec<String>,
+    /// What each target's project said about itself.
+    pub surveys: Vec<Survey>,
+    /// What following each target's scan tasks found.
+    pub tasks: Vec<(String, TasksFollowed)>,
 }
 
 impl SyncAllReport {
@@ -180,6 +186,8 @@ pub struct BatchReport {
     pub reasons: Vec<(DueReason, u64)>,
     pub state: BatchState,
     pub error: Option<String>,
+    /// The scan task HSS made of it (current API).
+    pub task_id: Option<String>,
 }
 
 /// `batch <id> <target> <type>: N images <state>`: one line of `hss-scand scan`.
@@ -199,6 +207,9 @@ impl fmt::Display for BatchReport {
                 BatchState::Split => "too large, split",
             }
         )?;
+        if let Some(task) = &self.task_id {
+            write!(f, " (scan task {task})")?;
+        }
         if let Some(e) = &self.error {
             write!(f, ": {e}")?;
         }

@@ -31,11 +31,26 @@ pub async fn submit(
         due_before_caps: plan.due_before_caps,
         ..ScanReport::default()
     };
+    // Targets whose submissions cannot go on (their preflight failed, or a batch said so).
+    let mut stopped_targets: Vec<Arc<str>> = Vec::new();
+    let mut checked_targets: Vec<Arc<str>> = Vec::new();
     for (target, image_type) in groups(&plan.due) {
         let Some(api) = targets.iter().find(|t| *t.target.name == *target) else {
             report.stopped = Some(format!("target {target} is no longer configured"));
             break;
         };
+        if stopped_targets.contains(&target) {
+            continue;
+        }
+        if !checked_targets.contains(&target) {
+            checked_targets.push(Arc::clone(&target));
+            if let Err(err) = api.scans.preflight().await {
+                tracing::warn!(hss_target = %target, error = %err, "no scans can be submitted for this target now");
+                report.stopped = Some(format!("target {target}: {err}"));
+                stopped_targets.push(target);
+                continue;
+            }
+        }
         let per_call = batch_size.clamp(1, api.scans.max_batch().max(1));
         // One pass over the plan per group (a few per target) instead of a copy of the plan
         // regrouped: the plan of a large scan is the biggest thing this process holds.
@@ -129,6 +144,7 @@ fn send_batch<'a>(
             image_type,
             enterprise_project_id: &target.enterprise_project_id,
             parent_id: parent,
+            api: api.scans.api_in_use().generation(),
         };
         let batch_id = store.record_pending_batch(&batch, items).await?;
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
@@ -142,10 +158,14 @@ fn send_batch<'a>(
             reasons: reasons(items),
             state: BatchState::Sent,
             error: None,
+            task_id: None,
         };
         let flow = match result {
-            Ok(()) => {
-                store.mark_batch_sent(batch_id).await?;
+            Ok(receipt) => {
+                store
+                    .mark_batch_sent(batch_id, receipt.task_id.as_deref())
+                    .await?;
+                entry.task_id = receipt.task_id;
                 Flow::Continue
             }
             Err(SubmitError::TooLarge(failure)) if items.len() > 1 => {

@@ -12,8 +12,12 @@ use super::report::BatchState;
 use super::{Pipeline, TargetApi};
 use crate::config::Settings;
 use crate::domain::{BatchFailure, Clock, Image, ImageIdentity, ImageType, Shutdown, Target};
+use crate::domain::{NativeScanPolicy, PayPerScan};
 use crate::hss::transport::error::HssError;
-use crate::hss::{ImagePage, ImageSource, PageRequest, ScanSubmitter, SourceError, SubmitError};
+use crate::hss::{
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
+    SourceError, SubmitError,
+};
 use crate::store::{self, Store, SyncOutcome};
 
 const START: i64 = 1_800_000_000_000;
@@ -69,12 +73,23 @@ impl ImageSource for FakeSource {
     }
 }
 
+#[async_trait]
+impl AccountFacts for FakeSource {
+    async fn native_policy(&self) -> Result<Option<NativeScanPolicy>, SourceError> {
+        Ok(None)
+    }
+
+    async fn pay_per_scan(&self) -> Result<Option<PayPerScan>, SourceError> {
+        Ok(None)
+    }
+}
+
 /// A submitter that records every call and answers from a script (then accepts).
 #[derive(Debug)]
 struct FakeSubmitter {
     max_batch: usize,
     calls: Mutex<Vec<Vec<String>>>,
-    answers: Mutex<VecDeque<Result<(), SubmitError>>>,
+    answers: Mutex<VecDeque<Result<Receipt, SubmitError>>>,
 }
 
 impl FakeSubmitter {
@@ -87,7 +102,10 @@ impl FakeSubmitter {
     }
 
     fn answer_next(&self, answer: Result<(), SubmitError>) {
-        self.answers.lock().unwrap().push_back(answer);
+        self.answers
+            .lock()
+            .unwrap()
+            .push_back(answer.map(|()| Receipt::default()));
     }
 
     fn call_sizes(&self) -> Vec<usize> {
@@ -101,16 +119,24 @@ impl ScanSubmitter for FakeSubmitter {
         self.max_batch
     }
 
+    fn api_in_use(&self) -> ApiInUse {
+        ApiInUse::Current
+    }
+
     async fn submit(
         &self,
         _image_type: &ImageType,
         images: &[ImageIdentity],
-    ) -> Result<(), SubmitError> {
+    ) -> Result<Receipt, SubmitError> {
         self.calls
             .lock()
             .unwrap()
             .push(images.iter().map(|i| i.image_name.clone()).collect());
-        self.answers.lock().unwrap().pop_front().unwrap_or(Ok(()))
+        self.answers
+            .lock()
+            .unwrap()
+            .pop_front()
+            .unwrap_or(Ok(Receipt::default()))
     }
 }
 
@@ -151,6 +177,7 @@ async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
         target,
         images: source.clone(),
         scans: submitter.clone(),
+        facts: source.clone(),
     }];
     Rig {
         _dir: dir,
@@ -170,6 +197,7 @@ impl Rig {
             store: &self.store,
             targets: &self.targets,
             clock: &self.clock,
+            started_at: START,
         }
     }
 

@@ -53,12 +53,21 @@ pub enum Excluded {
     /// A namespace, name, tag or instance field is empty or longer than the scan call of
     /// the API that listed it accepts.
     FieldTooLong,
+    /// A multi-architecture image: HSS cannot scan it.
+    MultiArchitecture,
+    /// A shared image whose share expired: HSS scans shared images only while valid.
+    ExpiredShare,
+    /// The listing record lacks the id, digest or registry the scan call needs.
+    IncompleteIdentity,
 }
 
 impl From<Unsubmittable> for Excluded {
     fn from(why: Unsubmittable) -> Excluded {
         match why {
             Unsubmittable::FieldTooLong => Excluded::FieldTooLong,
+            Unsubmittable::MultiArchitecture => Excluded::MultiArchitecture,
+            Unsubmittable::ExpiredShare => Excluded::ExpiredShare,
+            Unsubmittable::IncompleteIdentity => Excluded::IncompleteIdentity,
         }
     }
 }

@@ -29,6 +29,7 @@ fn target() -> Target {
         enterprise_project_id: String::new(),
         image_types: vec![ImageType::Private, ImageType::Shared],
         trigger_swr_sync: false,
+        api: None,
     }
 }
 

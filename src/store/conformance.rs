@@ -5,10 +5,13 @@
 
 use std::time::Duration;
 
-use super::{BatchStatus, ItemOutcome, NewBatch, PreparedImage, Store, SyncOutcome, SyncRunCounts};
+use super::{
+    BatchStatus, ItemOutcome, NewBatch, PreparedImage, Store, SyncOutcome, SyncRunCounts,
+    TargetFacts,
+};
 use crate::domain::{
-    BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome, Planned,
-    ScanStatus, Unsubmittable,
+    BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome,
+    NativeScanPolicy, PayPerScan, Planned, ScanStatus, ScanTask, Unsubmittable,
 };
 
 /// Where the suite's clock starts (2027-01-15, well away from any day boundary).
@@ -248,6 +251,7 @@ async fn submissions(store: &Store) {
         image_type: &ImageType::Private,
         enterprise_project_id: "",
         parent_id: None,
+        api: "current",
     };
     let submitted_at = clock.now_ms();
     let first = store
@@ -280,11 +284,50 @@ async fn submissions(store: &Store) {
 
     // Accepted; then one scanned successfully, the other never received.
     clock.advance(Duration::from_secs(1));
-    store.mark_batch_sent(first).await.expect("sent");
+    store
+        .mark_batch_sent(first, Some("task-1"))
+        .await
+        .expect("sent");
     let batches = store.recent_batches(10).await.expect("batches");
     assert_eq!(
         (batches[0].id, batches[0].status.as_str(), batches[0].items),
         (first, "sent", 2)
+    );
+    assert_eq!(
+        (batches[0].api.as_str(), batches[0].task_id.as_deref()),
+        ("current", Some("task-1"))
+    );
+    assert_eq!(store.submitted_total(target).await.expect("total"), 2);
+
+    // The task is followed until it ends; the images it says failed are noted.
+    let open = store.open_tasks(target).await.expect("open tasks");
+    assert_eq!(
+        open.iter().map(|t| t.task_id.as_str()).collect::<Vec<_>>(),
+        ["task-1"]
+    );
+    let mut task = ScanTask {
+        task_id: "task-1".into(),
+        progress: 50,
+        total: Some(2),
+        succeeded: Some(1),
+        failed: None,
+        failed_images: Vec::new(),
+    };
+    store.record_task(first, &task).await.expect("progress");
+    assert_eq!(store.open_tasks(target).await.expect("open").len(), 1);
+    task.progress = 100;
+    task.failed = Some(1);
+    task.failed_images = vec![(Some(7), "download_failed".into())];
+    store.record_task(first, &task).await.expect("ended");
+    assert!(store.open_tasks(target).await.expect("open").is_empty());
+    let batches = store.recent_batches(1).await.expect("batches");
+    assert_eq!(
+        (
+            batches[0].task_progress,
+            batches[0].task_succeeded,
+            batches[0].task_failed
+        ),
+        (Some(100), Some(1), Some(1))
     );
     assert_eq!(batches[0].answered_at, Some(submitted_at + 1000));
     let open = store
@@ -465,6 +508,35 @@ async fn run_log(store: &Store) {
         jobs[1].finished_at
     );
     assert_eq!(store.last_job_success(Job::Sync).await.expect("last"), None);
+
+    // What a target's project said: replaced whole, read back as written.
+    assert!(store.target_facts().await.expect("facts").is_empty());
+    let mut facts = TargetFacts {
+        target: "runs".into(),
+        api: "legacy_fallback".into(),
+        fell_back_at: Some(clock.now_ms()),
+        native_scan_policy: None,
+        pay_per_scan: None,
+        checked_at: clock.now_ms(),
+    };
+    store.record_target_facts(&facts).await.expect("record");
+    facts.api = "current".into();
+    facts.fell_back_at = None;
+    facts.native_scan_policy = Some(NativeScanPolicy {
+        enabled: true,
+        scan_cycle_days: Some(7),
+        time_scope_days: Some(0),
+        all_registries: false,
+        rate_limit: None,
+        registries: vec!["harbor-prod".into()],
+    });
+    facts.pay_per_scan = Some(PayPerScan {
+        enabled: Some(false),
+        repository_scans: Some(12),
+        ..PayPerScan::default()
+    });
+    store.record_target_facts(&facts).await.expect("replace");
+    assert_eq!(store.target_facts().await.expect("facts"), [facts]);
 }
 
 #[tokio::test]

@@ -23,11 +23,13 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 
-use crate::domain::{BatchFailure, Candidate, Clock, Image, ImageType, Job, JobOutcome, Planned};
+use crate::domain::{
+    BatchFailure, Candidate, Clock, Image, ImageType, Job, JobOutcome, Planned, ScanTask,
+};
 
 pub use model::{
     Batch, BatchStatus, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch, OpenItem,
-    PreparedImage, SyncOutcome, SyncRun, SyncRunCounts,
+    OpenTask, PreparedImage, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
 };
 
 /// Every way the store fails. Each names what was being done; none is worth retrying by the
@@ -151,7 +153,13 @@ pub(crate) trait Submissions: Send + Sync {
         items: &[DueImage],
         now: i64,
     ) -> Result<i64, StoreError>;
-    async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError>;
+    async fn submitted_total(&self, target: &str) -> Result<u64, StoreError>;
+    async fn mark_batch_sent(
+        &self,
+        batch_id: i64,
+        task_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError>;
     async fn mark_batch_unknown(
         &self,
         batch_id: i64,
@@ -175,6 +183,9 @@ pub(crate) trait Submissions: Send + Sync {
         now: i64,
     ) -> Result<(), StoreError>;
     async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError>;
+    async fn open_tasks(&self, target: &str) -> Result<Vec<OpenTask>, StoreError>;
+    async fn record_task(&self, batch_id: i64, task: &ScanTask, now: i64)
+    -> Result<(), StoreError>;
 }
 
 /// The record of every sync and every job run.
@@ -220,6 +231,8 @@ pub(crate) trait RunLog: Send + Sync {
     ) -> Result<(), StoreError>;
     async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError>;
     async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError>;
+    async fn record_target_facts(&self, facts: &TargetFacts) -> Result<(), StoreError>;
+    async fn target_facts(&self) -> Result<Vec<TargetFacts>, StoreError>;
 }
 
 impl Store {
@@ -336,10 +349,19 @@ impl Store {
             .await
     }
 
-    /// HSS accepted the batch.
-    pub async fn mark_batch_sent(&self, batch_id: i64) -> Result<(), StoreError> {
+    /// Images of `target` in batches HSS may have taken (`sent` or `pending`), ever.
+    pub async fn submitted_total(&self, target: &str) -> Result<u64, StoreError> {
+        self.backend.submitted_total(target).await
+    }
+
+    /// HSS accepted the batch, and made `task_id` of it (current API) if that was found.
+    pub async fn mark_batch_sent(
+        &self,
+        batch_id: i64,
+        task_id: Option<&str>,
+    ) -> Result<(), StoreError> {
         self.backend
-            .mark_batch_sent(batch_id, self.clock.now_ms())
+            .mark_batch_sent(batch_id, task_id, self.clock.now_ms())
             .await
     }
 
@@ -395,6 +417,19 @@ impl Store {
     /// The latest `limit` batches, newest first.
     pub async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
         self.backend.recent_batches(limit).await
+    }
+
+    /// The scan tasks of `target` not yet seen to end, oldest first.
+    pub async fn open_tasks(&self, target: &str) -> Result<Vec<OpenTask>, StoreError> {
+        self.backend.open_tasks(target).await
+    }
+
+    /// Records a task's progress as HSS shows it now, with the images it says failed, and
+    /// when it ended if it did.
+    pub async fn record_task(&self, batch_id: i64, task: &ScanTask) -> Result<(), StoreError> {
+        self.backend
+            .record_task(batch_id, task, self.clock.now_ms())
+            .await
     }
 
     // ----- The run log -----
@@ -477,6 +512,16 @@ impl Store {
     /// The latest `limit` job runs, newest first.
     pub async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
         self.backend.recent_job_runs(limit).await
+    }
+
+    /// Replaces what is known of a target's HSS project.
+    pub async fn record_target_facts(&self, facts: &TargetFacts) -> Result<(), StoreError> {
+        self.backend.record_target_facts(facts).await
+    }
+
+    /// What each target's HSS project said at its last sync.
+    pub async fn target_facts(&self) -> Result<Vec<TargetFacts>, StoreError> {
+        self.backend.target_facts().await
     }
 
     // ----- The connection -----

@@ -4,7 +4,9 @@
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
-use crate::domain::{Image, ImageIdentity, ImageType, Planned, ScanStatus};
+use crate::domain::{
+    Image, ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, Planned, ScanStatus,
+};
 
 /// What the store knows of an image, keyed by [`PreparedImage::key_hash`].
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -51,6 +53,22 @@ impl FieldHasher {
     fn flag(&mut self, value: Option<bool>) -> &mut Self {
         self.number(value.map(i64::from))
     }
+    /// A field only the current API lists: hashed, with its tag, only when present, so that
+    /// the hashes of images stored before it existed stay as they were.
+    fn optional_text(&mut self, tag: u8, value: &str) -> &mut Self {
+        if !value.is_empty() {
+            self.0.update(&[0xFE, tag]);
+            self.text(value);
+        }
+        self
+    }
+    fn optional_number(&mut self, tag: u8, value: Option<i64>) -> &mut Self {
+        if let Some(v) = value {
+            self.0.update(&[0xFE, tag]);
+            self.number(Some(v));
+        }
+        self
+    }
     fn finish(&self) -> i64 {
         // Databases store signed 64-bit integers; the bits are what matter.
         self.0.digest() as i64
@@ -65,6 +83,12 @@ impl PreparedImage {
             .text(&image.image_name)
             .text(&image.image_version)
             .text(&image.instance_id);
+        // The same name and tag in two third-party registries are two images. SWR images
+        // keep the key they always had: an account has one registry of each SWR type, and
+        // the deprecated API, which has no registries, listed them by the same key.
+        if image.image_type.is_third_party() {
+            key.text(&image.registry_id);
+        }
         let key_hash = key.finish();
         let mut content = FieldHasher::new();
         content
@@ -95,6 +119,14 @@ impl PreparedImage {
         if let Some(why) = image.unsubmittable {
             content.number(Some(i64::from(why.code())));
         }
+        content
+            .optional_text(1, &image.registry_id)
+            .optional_text(2, &image.registry_name)
+            .optional_text(3, &image.registry_type)
+            .optional_number(4, image.latest_sync_time)
+            .optional_text(5, &image.scan_failed_code)
+            .optional_text(6, &image.severity_level)
+            .optional_number(7, image.is_multiple_arch.map(i64::from));
         PreparedImage {
             content_hash: content.finish(),
             key_hash,
@@ -131,6 +163,8 @@ pub struct NewBatch<'a> {
     pub enterprise_project_id: &'a str,
     /// The batch this one was split from, after HSS said it was too large.
     pub parent_id: Option<i64>,
+    /// The API generation it goes through (`legacy`, `current`).
+    pub api: &'a str,
 }
 
 /// Where a batch stands in the audit trail (`scan_batches.status`).
@@ -220,6 +254,35 @@ pub struct Batch {
     pub error_code: Option<String>,
     pub request_id: Option<String>,
     pub error: Option<String>,
+    /// `legacy` or `current`.
+    pub api: String,
+    /// The scan task HSS made of it, once found (current API).
+    pub task_id: Option<String>,
+    /// The task's progress as last seen: 0..=100, or -1 stopped, -2 timed out, -3 error.
+    pub task_progress: Option<i64>,
+    pub task_succeeded: Option<i64>,
+    pub task_failed: Option<i64>,
+}
+
+/// A scan task still to follow: its batch, and when the batch was sent.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct OpenTask {
+    pub batch_id: i64,
+    pub task_id: String,
+    pub created_at: i64,
+}
+
+/// What a target's HSS project said about itself at the last sync.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct TargetFacts {
+    pub target: String,
+    /// The API in use (`current`, `legacy`, `legacy_fallback`, `undecided`).
+    pub api: String,
+    /// When `auto` found the current API missing and fell back (ms).
+    pub fell_back_at: Option<i64>,
+    pub native_scan_policy: Option<NativeScanPolicy>,
+    pub pay_per_scan: Option<PayPerScan>,
+    pub checked_at: i64,
 }
 
 /// How a sync ended.
@@ -342,6 +405,32 @@ mod tests {
             base.content_hash,
             "an adapter's verdict is content"
         );
+
+        // The current API's fields: each counts, and two of them with the same value do not
+        // look alike.
+        let mut named = image();
+        named.registry_name = "x".into();
+        let mut coded = image();
+        coded.scan_failed_code = "x".into();
+        let (named, coded) = (PreparedImage::new(named), PreparedImage::new(coded));
+        assert_ne!(named.content_hash, base.content_hash);
+        assert_ne!(named.content_hash, coded.content_hash);
+        assert_eq!(
+            named.key_hash, base.key_hash,
+            "SWR keys ignore the registry"
+        );
+    }
+
+    #[test]
+    fn the_same_tag_in_two_third_party_registries_is_two_images() {
+        let harbor = |registry: &str| {
+            let mut image = image();
+            image.image_type = ImageType::Harbor;
+            image.registry_id = registry.into();
+            PreparedImage::new(image).key_hash
+        };
+        assert_ne!(harbor("r-1"), harbor("r-2"));
+        assert_eq!(harbor("r-1"), harbor("r-1"));
     }
 
     #[test]

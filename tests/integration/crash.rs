@@ -10,11 +10,20 @@ use hss_scand::store;
 
 use crate::support::rig::spawn_app;
 
-/// SIGKILL at random points of `hss-scand once`, at least 20 times; then the database still opens, no
-/// image was submitted while an earlier submission of it was in flight, and a final `once`
-/// leaves nothing due.
 #[tokio::test]
-async fn sigkill_at_random_points_loses_nothing_and_pays_nothing_twice() {
+async fn sigkill_through_the_current_api_loses_nothing_and_pays_nothing_twice() {
+    sigkill_at_random_points("current").await;
+}
+
+#[tokio::test]
+async fn sigkill_through_the_deprecated_api_loses_nothing_and_pays_nothing_twice() {
+    sigkill_at_random_points("legacy").await;
+}
+
+/// SIGKILL at random points of `hss-scand once` through `api`, at least 20 times; then the
+/// database still opens, no image was submitted while an earlier submission of it was in
+/// flight, and a final `once` leaves nothing due.
+async fn sigkill_at_random_points(api: &str) {
     use rand::{Rng, SeedableRng};
     let mut sim = SimConfig {
         images: 600,
@@ -25,7 +34,8 @@ async fn sigkill_at_random_points_loses_nothing_and_pays_nothing_twice() {
     sim.lifecycle.failure_rate = 0.0;
     let r = spawn_app(sim, |c| c).await;
     let config = r.config_file(|c| {
-        c.set("policy.batch_size", "40")
+        c.set("hss.api", &format!("{api:?}"))
+            .set("policy.batch_size", "40")
             .set("policy.submit_grace", r#""500ms""#)
     });
     let seed: u64 = rand::random();
@@ -55,7 +65,7 @@ async fn sigkill_at_random_points_loses_nothing_and_pays_nothing_twice() {
     }
     assert!(
         killed >= 20,
-        "seed {seed}: only {killed} runs were killed mid-way"
+        "{api}, seed {seed}: only {killed} runs were killed mid-way"
     );
 
     let store = store::open(&r.app.settings.database.url, Clock::system())
@@ -68,7 +78,7 @@ async fn sigkill_at_random_points_loses_nothing_and_pays_nothing_twice() {
     assert_eq!(
         last.code,
         Some(0),
-        "seed {seed}: {}\n{}",
+        "{api}, seed {seed}: {}\n{}",
         last.stdout,
         last.stderr
     );
@@ -79,13 +89,13 @@ async fn sigkill_at_random_points_loses_nothing_and_pays_nothing_twice() {
     let stats = r.sim.stats();
     assert_eq!(
         stats.duplicate_submissions, 0,
-        "seed {seed}: paid twice for an image in flight"
+        "{api}, seed {seed}: paid twice for an image in flight"
     );
     let plan = r.cli(&config, &["plan", "--output", "json"]).await;
     let rows: Vec<serde_json::Value> = serde_json::from_str(&plan.stdout).expect("plan JSON");
     assert!(
         rows.is_empty(),
-        "seed {seed}: still due after the final once: {}",
+        "{api}, seed {seed}: still due after the final once: {}",
         plan.stdout
     );
     assert!(stats.images_submitted > 0);

@@ -8,6 +8,7 @@ mod client;
 mod config;
 mod crash;
 mod credentials;
+mod current_api;
 mod daemon;
 mod registry;
 mod scan;

@@ -27,6 +27,7 @@ fn target(name: &str, types: &[ImageType]) -> Target {
         enterprise_project_id: String::new(),
         image_types: types.to_vec(),
         trigger_swr_sync: false,
+        api: None,
     }
 }
 
@@ -386,9 +387,9 @@ async fn the_sync_command_and_status_report() {
     );
     assert!(out.stdout.contains("complete"), "{}", out.stdout);
     assert_eq!(
-        r.sim.stats().sync_calls,
+        r.sim.stats().sync_task_calls,
         2,
-        "trigger_swr_sync called synchronize per type"
+        "trigger_swr_sync asked for an image-sync task per type (current API, the default)"
     );
 
     let out = r

@@ -13,8 +13,11 @@ use self::model::{
 };
 use super::transport::client::{ApiRequest, HssClient, to_body};
 use super::transport::error::HssError;
-use super::{ImagePage, ImageSource, PageRequest, ScanSubmitter, SourceError, SubmitError};
-use crate::domain::{BatchFailure, ImageIdentity, ImageType};
+use super::{
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
+    SourceError, SubmitError, classify,
+};
+use crate::domain::{ImageIdentity, ImageType, NativeScanPolicy, PayPerScan};
 
 /// The calls of this adapter, as metrics name them.
 pub const CALLS: [&str; 3] = ["list_swr_images", "synchronize", "batch_scan"];
@@ -60,6 +63,11 @@ pub struct LegacyApi {
 impl LegacyApi {
     pub fn new(client: HssClient) -> Self {
         LegacyApi { client }
+    }
+
+    /// Who learns of this adapter's calls.
+    pub fn observer(&self) -> &std::sync::Arc<dyn super::transport::client::ApiObserver> {
+        self.client.observer()
     }
 
     /// `GET /image/swr-repository`: one page of the image list.
@@ -140,6 +148,12 @@ impl ImageSource for LegacyApi {
     }
 
     async fn page(&self, request: &PageRequest) -> Result<ImagePage, SourceError> {
+        if request.image_type.is_third_party() {
+            return Err(SourceError::Unsupported(format!(
+                "{} images are listed only by HSS's current API, not the deprecated one in use",
+                request.image_type
+            )));
+        }
         let query = ListSwrImages {
             image_type: request.image_type.clone(),
             offset: request.offset,
@@ -158,49 +172,38 @@ impl ScanSubmitter for LegacyApi {
         limits::BATCH_ITEMS
     }
 
+    fn api_in_use(&self) -> ApiInUse {
+        ApiInUse::Legacy
+    }
+
     async fn submit(
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
-    ) -> Result<(), SubmitError> {
+    ) -> Result<Receipt, SubmitError> {
         let body = BatchScanRequest {
             image_info_list: images.iter().map(BatchScanItem::for_image).collect(),
             operate_all: false,
             image_type: image_type.clone(),
         };
-        self.batch_scan(&body).await.map_err(|err| classify(&err))
+        match self.batch_scan(&body).await {
+            Ok(()) => Ok(Receipt::default()),
+            // HSS.0006: over the 10,241 items.
+            Err(err) => Err(classify(&err, err.is_request_too_large())),
+        }
     }
 }
 
-/// What a failed batch-scan call means for the run: `HSS.0006` is too large; a timeout, a
-/// broken connection or a 5xx after the body was sent leaves the outcome unknown; throttling
-/// that outlasted the retries, refused credentials and no connection stop the run (the next
-/// batch would fail the same way); anything else refused this batch only.
-fn classify(err: &HssError) -> SubmitError {
-    let api = err.api();
-    let failure = BatchFailure {
-        http_status: api.map(|a| a.status),
-        error_code: api.map(|a| a.error_code.clone()),
-        request_id: api.and_then(|a| a.request_id.clone()),
-        message: err.to_string(),
-    };
-    if err.is_request_too_large() {
-        SubmitError::TooLarge(failure)
-    } else if err.outcome_unknown() {
-        SubmitError::OutcomeUnknown(failure)
-    } else if stops_the_run(err) {
-        SubmitError::StopRun(failure)
-    } else {
-        SubmitError::Refused(failure)
+/// The deprecated endpoints say nothing about the project: its native policy and billing
+/// are read only through the current API.
+#[async_trait]
+impl AccountFacts for LegacyApi {
+    async fn native_policy(&self) -> Result<Option<NativeScanPolicy>, SourceError> {
+        Ok(None)
     }
-}
 
-/// Failures that say nothing about the batch itself.
-fn stops_the_run(err: &HssError) -> bool {
-    match err {
-        HssError::Api(api) => api.is_throttling() || matches!(api.status, 401 | 403),
-        HssError::Connect { .. } | HssError::Credentials(_) => true,
-        _ => false,
+    async fn pay_per_scan(&self) -> Result<Option<PayPerScan>, SourceError> {
+        Ok(None)
     }
 }
 
@@ -292,6 +295,7 @@ mod tests {
                 retryable: false,
             }))
         };
+        let classify = |err: &HssError| classify(err, err.is_request_too_large());
         let too_large = classify(&api(400, "HSS.0006"));
         assert!(matches!(too_large, SubmitError::TooLarge(_)));
         assert_eq!(too_large.failure().request_id.as_deref(), Some("rid"));

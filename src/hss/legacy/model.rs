@@ -113,6 +113,14 @@ impl WireImage {
             domain_name: self.domain_name.value,
             shared_status: self.shared_status.value,
             scannable: self.scannable.value(),
+            // The deprecated list call knows no registries and none of these fields.
+            registry_id: String::new(),
+            registry_name: String::new(),
+            registry_type: String::new(),
+            latest_sync_time: None,
+            scan_failed_code: String::new(),
+            severity_level: String::new(),
+            is_multiple_arch: None,
             unsubmittable: None,
         };
         image.unsubmittable = limits::unsubmittable(&image);

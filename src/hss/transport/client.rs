@@ -68,6 +68,8 @@ pub trait ApiObserver: Send + Sync + std::fmt::Debug {
     fn attempt(&self, call: &'static str, code: &str, elapsed: Duration);
     /// A retry is about to happen after `delay`, because of `reason` ([`HssError::kind`]).
     fn retry(&self, call: &'static str, reason: &'static str, delay: Duration);
+    /// `target`'s region has no current image API, so `auto` uses the deprecated one.
+    fn fell_back(&self, _target: &str) {}
 }
 
 #[derive(Debug)]
@@ -248,6 +250,11 @@ impl HssClient {
         })
     }
 
+    /// Who learns of this client's calls.
+    pub fn observer(&self) -> &Arc<dyn ApiObserver> {
+        &self.inner.observer
+    }
+
     /// The same client reporting to `observer`.
     pub fn with_observer(self, observer: Arc<dyn ApiObserver>) -> Self {
         let inner = &self.inner;
@@ -376,7 +383,16 @@ impl HssClient {
 pub(in crate::hss) struct Answer {
     status: u16,
     request_id: Option<String>,
+    /// The server's clock when it answered (`Date`), in ms since the epoch.
+    server_time_ms: Option<i64>,
     body: bytes::Bytes,
+}
+
+impl Answer {
+    /// The server's clock when it answered, to match what HSS stamps with its own clock.
+    pub(in crate::hss) fn server_time_ms(&self) -> Option<i64> {
+        self.server_time_ms
+    }
 }
 
 async fn send(
@@ -418,11 +434,19 @@ async fn send(
         .get(reqwest::header::RETRY_AFTER)
         .and_then(|v| v.to_str().ok())
         .and_then(parse_retry_after);
+    let server_time_ms = resp
+        .headers()
+        .get(reqwest::header::DATE)
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| httpdate::parse_http_date(v).ok())
+        .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
+        .and_then(|since| i64::try_from(since.as_millis()).ok());
     let body = resp.bytes().await.map_err(transport)?;
     if (200..300).contains(&status) {
         return Ok(Answer {
             status,
             request_id,
+            server_time_ms,
             body,
         });
     }

@@ -14,6 +14,10 @@ pub const THROTTLING_CODES: &[&str] = &["APIG.0308", "APIGW.0308", "HSS.0005"];
 pub const SIGNATURE_REJECTED: &str = "APIGW.0301";
 /// HSS's "request too large": a batch over the item limit.
 pub const REQUEST_TOO_LARGE: &str = "HSS.0006";
+/// HSS's "invalid parameter".
+pub const INVALID_PARAMETER: &str = "HSS.0001";
+/// The gateway's "the API does not exist or has not been published in the environment".
+pub const API_NOT_FOUND: &str = "APIGW.0101";
 
 /// An answer from HSS (or its gateway) that was not a success.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -162,6 +166,13 @@ impl HssError {
     /// `HSS.0006`: the batch is too large and should be split.
     pub fn is_request_too_large(&self) -> bool {
         self.error_code() == Some(REQUEST_TOO_LARGE)
+    }
+
+    /// The gateway's answer for an API it does not have (HTTP 404 `APIGW.0101`): in an HSS
+    /// region, an API generation that does not exist there. Nothing reached HSS.
+    pub fn is_api_missing(&self) -> bool {
+        self.api()
+            .is_some_and(|api| api.status == 404 && api.error_code == API_NOT_FOUND)
     }
 
     /// A short label for metrics and logs: `throttled`, `server_error`, `timeout`, …

@@ -125,8 +125,13 @@ impl Candidates for SqliteBackend {
             let ids = serde_json::to_string(&chunk.iter().map(|p| p.row_id).collect::<Vec<_>>())
                 .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
             let packed: Option<String> = sqlx::query_scalar(
-                "SELECT json_group_array(json_array(id, namespace, image_name, image_version, \
-                 instance_id, instance_url, scan_status, latest_scan_time, last_submitted_at)) \
+                "SELECT json_group_array(json_object('id', id, 'namespace', namespace, \
+                 'image_name', image_name, 'image_version', image_version, \
+                 'instance_id', instance_id, 'instance_url', instance_url, \
+                 'scan_status', scan_status, 'latest_scan_time', latest_scan_time, \
+                 'last_submitted_at', last_submitted_at, 'hss_record_id', hss_record_id, \
+                 'image_digest', image_digest, 'registry_id', registry_id, \
+                 'registry_name', registry_name, 'registry_type', registry_type)) \
                  FROM images WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL",
             )
             .bind(ids)
@@ -138,35 +143,30 @@ impl Candidates for SqliteBackend {
                     serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
                         what: "the packed due images",
                     })?;
-                found.extend(rows.into_iter().map(|r| (r.0, r)));
+                found.extend(rows.into_iter().map(|r| (r.id, r)));
             }
         }
         Ok(planned
             .iter()
             .filter_map(|p| {
-                let DueRow(
-                    _,
-                    namespace,
-                    image_name,
-                    image_version,
-                    instance_id,
-                    instance_url,
-                    status,
-                    scan,
-                    submitted,
-                ) = found.remove(&p.row_id)?;
+                let r = found.remove(&p.row_id)?;
                 Some(DueImage {
                     planned: p.clone(),
                     identity: ImageIdentity {
-                        namespace,
-                        image_name,
-                        image_version,
-                        instance_id,
-                        instance_url,
+                        hss_record_id: r.hss_record_id,
+                        image_digest: r.image_digest,
+                        namespace: r.namespace,
+                        image_name: r.image_name,
+                        image_version: r.image_version,
+                        instance_id: r.instance_id,
+                        instance_url: r.instance_url,
+                        registry_id: r.registry_id,
+                        registry_name: r.registry_name,
+                        registry_type: r.registry_type,
                     },
-                    scan_status: ScanStatus::from(status.as_str()),
-                    latest_scan_time: scan,
-                    last_submitted_at: submitted,
+                    scan_status: ScanStatus::from(r.scan_status.as_str()),
+                    latest_scan_time: r.latest_scan_time,
+                    last_submitted_at: r.last_submitted_at,
                 })
             })
             .collect())
@@ -288,19 +288,25 @@ impl PackedPolicyFields {
     }
 }
 
-/// One image as `due_images` packs it.
+/// One image as `due_images` reads it: named, because its text fields are many and alike (a
+/// batch at a time, the names cost little here, unlike in the candidate read).
 #[derive(serde::Deserialize)]
-struct DueRow(
-    i64,
-    String,
-    String,
-    String,
-    String,
-    String,
-    String,
-    Option<i64>,
-    Option<i64>,
-);
+struct DueRow {
+    id: i64,
+    namespace: String,
+    image_name: String,
+    image_version: String,
+    instance_id: String,
+    instance_url: String,
+    scan_status: String,
+    latest_scan_time: Option<i64>,
+    last_submitted_at: Option<i64>,
+    hss_record_id: Option<i64>,
+    image_digest: String,
+    registry_id: String,
+    registry_name: String,
+    registry_type: String,
+}
 
 #[cfg(test)]
 mod tests {

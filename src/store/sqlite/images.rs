@@ -37,7 +37,7 @@ fn unpack_index(packed: &str, known: &mut HashMap<i64, KnownImage>) -> Option<()
     Some(())
 }
 
-/// Rows per upsert statement: 29 columns × 500 rows stays under SQLite's 32,766 variables.
+/// Rows per upsert statement: 36 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
 #[async_trait]
@@ -101,8 +101,10 @@ impl Inventory for SqliteBackend {
                  instance_id, key_hash, content_hash, hss_record_id, instance_name, instance_url, \
                  hss_image_id, image_digest, latest_version, scan_status, scan_failed_desc, \
                  image_size, latest_update_time, latest_scan_time, vul_num, unsafe_setting_num, \
-                 malicious_file_num, domain_name, shared_status, scannable, unsubmittable, \
-                 first_seen_at, changed_at, deleted_at) ",
+                 malicious_file_num, domain_name, shared_status, scannable, registry_id, \
+                 registry_name, registry_type, latest_sync_time, scan_failed_code, \
+                 severity_level, is_multiple_arch, unsubmittable, first_seen_at, changed_at, \
+                 deleted_at) ",
             );
             q.push_values(chunk, |mut row, p| {
                 let i = &p.image;
@@ -131,14 +133,20 @@ impl Inventory for SqliteBackend {
                     .push_bind(i.domain_name.clone())
                     .push_bind(i.shared_status.clone())
                     .push_bind(i.scannable)
+                    .push_bind(i.registry_id.clone())
+                    .push_bind(i.registry_name.clone())
+                    .push_bind(i.registry_type.clone())
+                    .push_bind(i.latest_sync_time)
+                    .push_bind(i.scan_failed_code.clone())
+                    .push_bind(i.severity_level.clone())
+                    .push_bind(i.is_multiple_arch)
                     .push_bind(i64::from(i.unsubmittable.map_or(0, Unsubmittable::code)))
                     .push_bind(now)
                     .push_bind(now)
                     .push_bind(None::<i64>);
             });
             q.push(
-                " ON CONFLICT (target, image_type, namespace, image_name, image_version, \
-                 instance_id) DO UPDATE SET key_hash = excluded.key_hash, \
+                " ON CONFLICT (target, key_hash) DO UPDATE SET \
                  content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
                  instance_name = excluded.instance_name, instance_url = excluded.instance_url, \
                  hss_image_id = excluded.hss_image_id, image_digest = excluded.image_digest, \
@@ -149,7 +157,13 @@ impl Inventory for SqliteBackend {
                  unsafe_setting_num = excluded.unsafe_setting_num, \
                  malicious_file_num = excluded.malicious_file_num, \
                  domain_name = excluded.domain_name, shared_status = excluded.shared_status, \
-                 scannable = excluded.scannable, unsubmittable = excluded.unsubmittable, changed_at = excluded.changed_at, \
+                 scannable = excluded.scannable, registry_id = excluded.registry_id, \
+                 registry_name = excluded.registry_name, registry_type = excluded.registry_type, \
+                 latest_sync_time = excluded.latest_sync_time, \
+                 scan_failed_code = excluded.scan_failed_code, \
+                 severity_level = excluded.severity_level, \
+                 is_multiple_arch = excluded.is_multiple_arch, \
+                 unsubmittable = excluded.unsubmittable, changed_at = excluded.changed_at, \
                  deleted_at = NULL \
                  WHERE images.content_hash <> excluded.content_hash \
                  OR images.deleted_at IS NOT NULL",
@@ -217,7 +231,8 @@ impl Inventory for SqliteBackend {
              instance_name, instance_url, hss_image_id, image_digest, latest_version, scan_status, \
              scan_failed_desc, image_size, latest_update_time, latest_scan_time, vul_num, \
              unsafe_setting_num, malicious_file_num, domain_name, shared_status, scannable, \
-             unsubmittable FROM images WHERE target = ? AND image_type = ? AND deleted_at IS NULL \
+             registry_id, registry_name, registry_type, latest_sync_time, scan_failed_code, \
+             severity_level, is_multiple_arch, unsubmittable FROM images WHERE target = ? AND image_type = ? AND deleted_at IS NULL \
              ORDER BY namespace, image_name, image_version, instance_id",
         )
         .bind(target)
@@ -282,6 +297,13 @@ struct ImageRow {
     domain_name: String,
     shared_status: String,
     scannable: Option<bool>,
+    registry_id: String,
+    registry_name: String,
+    registry_type: String,
+    latest_sync_time: Option<i64>,
+    scan_failed_code: String,
+    severity_level: String,
+    is_multiple_arch: Option<bool>,
     unsubmittable: i64,
 }
 
@@ -310,6 +332,13 @@ impl From<ImageRow> for Image {
             domain_name: r.domain_name,
             shared_status: r.shared_status,
             scannable: r.scannable,
+            registry_id: r.registry_id,
+            registry_name: r.registry_name,
+            registry_type: r.registry_type,
+            latest_sync_time: r.latest_sync_time,
+            scan_failed_code: r.scan_failed_code,
+            severity_level: r.severity_level,
+            is_multiple_arch: r.is_multiple_arch,
             unsubmittable: u8::try_from(r.unsubmittable)
                 .ok()
                 .map_or(Some(Unsubmittable::FieldTooLong), Unsubmittable::from_code),

@@ -7,7 +7,7 @@ use sqlx::FromRow;
 
 use super::{Context, SqliteBackend};
 use crate::domain::{ImageType, Job, JobOutcome};
-use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts};
+use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts};
 
 #[async_trait]
 impl RunLog for SqliteBackend {
@@ -175,6 +175,74 @@ impl RunLog for SqliteBackend {
         .context("read the latest job runs")?;
         Ok(rows.into_iter().map(JobRun::from).collect())
     }
+
+    async fn record_target_facts(&self, facts: &TargetFacts) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO target_facts (target, api, fell_back_at, native_policy, billing, \
+             checked_at) VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (target) DO UPDATE SET \
+             api = excluded.api, fell_back_at = excluded.fell_back_at, \
+             native_policy = excluded.native_policy, billing = excluded.billing, \
+             checked_at = excluded.checked_at",
+        )
+        .bind(&facts.target)
+        .bind(&facts.api)
+        .bind(facts.fell_back_at)
+        .bind(to_json(&facts.native_scan_policy)?)
+        .bind(to_json(&facts.pay_per_scan)?)
+        .bind(facts.checked_at);
+        self.write_one(query, "record what a target's HSS project said")
+            .await
+    }
+
+    async fn target_facts(&self) -> Result<Vec<TargetFacts>, StoreError> {
+        type Row = (
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT target, api, fell_back_at, native_policy, billing, checked_at \
+             FROM target_facts ORDER BY target",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .context("read what the targets' HSS projects said")?;
+        let corrupt = |_| StoreError::Corrupt {
+            what: "what a target's HSS project said",
+        };
+        rows.into_iter()
+            .map(|(target, api, fell_back_at, policy, billing, checked_at)| {
+                Ok(TargetFacts {
+                    target,
+                    api,
+                    fell_back_at,
+                    native_scan_policy: policy
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(corrupt)?,
+                    pay_per_scan: billing
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(corrupt)?,
+                    checked_at,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A value stored as JSON text, `NULL` for none.
+fn to_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>, StoreError> {
+    value
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            what: "a value to store as JSON",
+        })
 }
 
 /// A row of `sync_runs` as SQLite returns it.

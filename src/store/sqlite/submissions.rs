@@ -12,12 +12,13 @@ use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
-use crate::domain::{BatchFailure, ImageType, ScanStatus};
+use crate::domain::{BatchFailure, ImageType, ScanStatus, ScanTask};
 use crate::store::{
-    Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, StoreError, Submissions,
+    Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, OpenTask, StoreError,
+    Submissions,
 };
 
-/// Images per multi-row statement (8 variables each, well under SQLite's limit).
+/// Images per multi-row statement (9 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 #[async_trait]
@@ -49,8 +50,8 @@ impl Submissions for SqliteBackend {
         let mut tx = self.write().await?;
         let batch_id: i64 = sqlx::query_scalar(
             "INSERT INTO scan_batches (target, image_type, enterprise_project_id, owner, \
-             parent_id, created_at, status, items) VALUES (?, ?, ?, ?, ?, ?, 'pending', ?) \
-             RETURNING id",
+             parent_id, created_at, status, items, api) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
         )
         .bind(batch.target)
         .bind(batch.image_type.as_str())
@@ -59,6 +60,7 @@ impl Submissions for SqliteBackend {
         .bind(batch.parent_id)
         .bind(now)
         .bind(items.len() as i64)
+        .bind(batch.api)
         .fetch_one(&mut *tx)
         .await
         .context("record a pending batch")?;
@@ -76,7 +78,7 @@ impl Submissions for SqliteBackend {
 
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO scan_items (batch_id, image_row_id, reason, rule, priority, \
-                 status_before, scan_time_before, submitted_before) ",
+                 status_before, scan_time_before, submitted_before, image_digest) ",
             );
             q.push_values(chunk, |mut row, item| {
                 let due = &item.planned.due;
@@ -87,7 +89,8 @@ impl Submissions for SqliteBackend {
                     .push_bind(due.priority)
                     .push_bind(item.scan_status.as_str().to_owned())
                     .push_bind(item.latest_scan_time)
-                    .push_bind(item.last_submitted_at);
+                    .push_bind(item.last_submitted_at)
+                    .push_bind(item.identity.image_digest.clone());
             });
             q.build()
                 .execute(&mut *tx)
@@ -117,15 +120,31 @@ impl Submissions for SqliteBackend {
 
     /// HSS accepted the batch.
     #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
-    async fn mark_batch_sent(&self, batch_id: i64, now: i64) -> Result<(), StoreError> {
-        let mut tx = self.write().await?;
-        sqlx::query("UPDATE scan_batches SET status = 'sent', answered_at = ? WHERE id = ?")
-            .bind(now)
-            .bind(batch_id)
-            .execute(&mut *tx)
-            .await
-            .context("mark a batch sent")?;
-        tx.commit().await.context("mark a batch sent")
+    async fn mark_batch_sent(
+        &self,
+        batch_id: i64,
+        task_id: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE scan_batches SET status = 'sent', answered_at = ?, task_id = ? WHERE id = ?",
+        )
+        .bind(now)
+        .bind(task_id)
+        .bind(batch_id);
+        self.write_one(query, "mark a batch sent").await
+    }
+
+    async fn submitted_total(&self, target: &str) -> Result<u64, StoreError> {
+        let n: i64 = sqlx::query_scalar(
+            "SELECT COALESCE(SUM(items), 0) FROM scan_batches \
+             WHERE target = ? AND status <> 'failed'",
+        )
+        .bind(target)
+        .fetch_one(&self.reader)
+        .await
+        .context("count a target's submissions")?;
+        Ok(u64::try_from(n).unwrap_or(0))
     }
 
     /// The call ended without telling whether HSS took the batch: it stays `pending`, its
@@ -253,14 +272,75 @@ impl Submissions for SqliteBackend {
     async fn recent_batches(&self, limit: i64) -> Result<Vec<Batch>, StoreError> {
         let rows: Vec<BatchRow> = sqlx::query_as(
             "SELECT id, target, image_type, parent_id, created_at, answered_at, status, items, \
-             http_status, error_code, request_id, error FROM scan_batches \
-             ORDER BY id DESC LIMIT ?",
+             http_status, error_code, request_id, error, api, task_id, task_progress, \
+             task_succeeded, task_failed FROM scan_batches ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
         .fetch_all(&self.reader)
         .await
         .context("read the latest batches")?;
         Ok(rows.into_iter().map(Batch::from).collect())
+    }
+
+    async fn open_tasks(&self, target: &str) -> Result<Vec<OpenTask>, StoreError> {
+        let rows: Vec<(i64, String, i64)> = sqlx::query_as(
+            "SELECT id, task_id, created_at FROM scan_batches \
+             WHERE target = ? AND api = 'current' AND task_ended_at IS NULL \
+             AND task_id IS NOT NULL ORDER BY id",
+        )
+        .bind(target)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the open scan tasks")?;
+        Ok(rows
+            .into_iter()
+            .map(|(batch_id, task_id, created_at)| OpenTask {
+                batch_id,
+                task_id,
+                created_at,
+            })
+            .collect())
+    }
+
+    #[tracing::instrument(skip_all, err, fields(batch = batch_id))]
+    async fn record_task(
+        &self,
+        batch_id: i64,
+        task: &ScanTask,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query(
+            "UPDATE scan_batches SET task_progress = ?, task_succeeded = ?, task_failed = ?, \
+             task_checked_at = ?, task_ended_at = ? WHERE id = ?",
+        )
+        .bind(task.progress)
+        .bind(task.succeeded)
+        .bind(task.failed)
+        .bind(now)
+        .bind(task.outcome().map(|_| now))
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("record a scan task's progress")?;
+        for (record_id, reason) in &task.failed_images {
+            let Some(record_id) = record_id else {
+                continue;
+            };
+            sqlx::query(
+                "UPDATE scan_items SET task_failure = ? WHERE batch_id = ? AND image_row_id IN \
+                 (SELECT i.id FROM images i JOIN scan_batches b ON b.target = i.target \
+                  WHERE b.id = ? AND i.hss_record_id = ?)",
+            )
+            .bind(reason)
+            .bind(batch_id)
+            .bind(batch_id)
+            .bind(record_id)
+            .execute(&mut *tx)
+            .await
+            .context("record an image a scan task failed")?;
+        }
+        tx.commit().await.context("record a scan task's progress")
     }
 }
 
@@ -341,6 +421,11 @@ struct BatchRow {
     error_code: Option<String>,
     request_id: Option<String>,
     error: Option<String>,
+    api: String,
+    task_id: Option<String>,
+    task_progress: Option<i64>,
+    task_succeeded: Option<i64>,
+    task_failed: Option<i64>,
 }
 
 impl From<BatchRow> for Batch {
@@ -358,6 +443,11 @@ impl From<BatchRow> for Batch {
             error_code: r.error_code,
             request_id: r.request_id,
             error: r.error,
+            api: r.api,
+            task_id: r.task_id,
+            task_progress: r.task_progress,
+            task_succeeded: r.task_succeeded,
+            task_failed: r.task_failed,
         }
     }
 }
