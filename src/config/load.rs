@@ -396,6 +396,35 @@ image_types = ["private_image"]
     }
 
     #[test]
+    fn the_scan_scope_is_all_or_a_list_of_risks() {
+        let scope = |text: &str| {
+            load(&format!("{TARGET}\n[policy]\nscan_scope = {text}\n"), &[])
+                .map(|s| s.policy.scan_scope.bitmask())
+        };
+        assert_eq!(scope(r#""all""#).unwrap(), 0x7fff_ffff);
+        assert_eq!(
+            scope(r#"["vulnerabilities", "malicious_files", "vulnerabilities"]"#).unwrap(),
+            0x000f_0f00
+        );
+        assert_eq!(
+            scope(
+                r#"["baseline", "vulnerabilities", "malicious_files", "sensitive_information",
+                    "software_compliance"]"#
+            )
+            .unwrap(),
+            0x7fff_ffff,
+            "every risk listed is all"
+        );
+        for bad in [r#""everything""#, "[]", r#"["viruses"]"#, "7"] {
+            let line = load_err(&format!("{TARGET}\n[policy]\nscan_scope = {bad}\n"), &[]);
+            assert!(
+                line.contains("policy.scan_scope") && line.contains("\"all\" or a list of"),
+                "{bad}: {line}"
+            );
+        }
+    }
+
+    #[test]
     fn counts_that_must_be_positive_say_so() {
         let line = load_err(TARGET, &[("HSS_SCAND__HSS__REQUESTS_PER_SECOND", "0")]);
         assert_eq!(
