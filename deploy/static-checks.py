@@ -50,12 +50,21 @@ METRICS = {
     "hss_scand_job_runs_total": ({"exported_job", "outcome"}, None),
     "hss_scand_last_job_success_timestamp_seconds": ({"exported_job"}, None),
     "hss_scand_config_reloads_total": ({"outcome"}, None),
+    "hss_scand_api_fallbacks_total": ({"target"}, None),
+    "hss_scand_api_in_use": ({"target", "api"}, None),
+    "hss_scand_native_scan_policy_enabled": ({"target"}, None),
+    "hss_scand_pay_per_scan_enabled": ({"target"}, None),
+    "hss_scand_hss_reported_scans": ({"target"}, None),
+    "hss_scand_hss_free_scan_quota": ({"target"}, None),
+    "hss_scand_scan_tasks_total": ({"target", "outcome"}, None),
 }
 PROCESS = {
     "process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
     "process_start_time_seconds", "process_open_fds", "process_max_fds", "process_threads",
 }
-ENDPOINTS = {"list_swr_images", "synchronize", "batch_scan", "add_registry", "list_registries",
+ENDPOINTS = {"list_swr_images", "synchronize", "batch_scan", "list_registry_images",
+             "create_scan_task", "list_tasks", "create_sync_task", "list_scan_policy",
+             "pay_per_scan_statistics", "show_switch", "add_registry", "list_registries",
              "image_upload_command"}
 VALUES = {
     ("hss_scand_images_due", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
@@ -69,6 +78,8 @@ VALUES = {
     ("hss_scand_job_runs_total", "outcome"): {"success", "failure", "skipped"},
     ("hss_scand_last_job_success_timestamp_seconds", "exported_job"): {"sync", "scan"},
     ("hss_scand_config_reloads_total", "outcome"): {"success", "failure"},
+    ("hss_scand_api_in_use", "api"): {"current", "legacy", "legacy_fallback", "undecided"},
+    ("hss_scand_scan_tasks_total", "outcome"): {"finished", "stopped", "timed_out", "error"},
 }
 for m in ("hss_scand_api_requests_total", "hss_scand_api_request_duration_seconds",
           "hss_scand_api_retries_total"):
