@@ -61,6 +61,7 @@ pub struct Metrics {
     hss_reported_scans: GaugeVec,
     hss_free_scan_quota: GaugeVec,
     scan_tasks: IntCounterVec,
+    deletions_held: IntCounterVec,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -229,6 +230,11 @@ impl Metrics {
                 "Free image scans HSS's pay-per-scan statistics report for a target.",
                 &["target"],
             ),
+            deletions_held: counter(
+                "hss_scand_deletions_held_total",
+                "Vanished images whose deletion a complete listing held back, because they were more than sync.max_delete_share of the present images.",
+                &["target"],
+            ),
             scan_tasks: counter(
                 "hss_scand_scan_tasks_total",
                 "HSS scan tasks made of our submissions, by how they ended: finished, stopped, timed_out, error.",
@@ -283,6 +289,7 @@ impl Metrics {
                 self.scan_batches.with_label_values(&[t, state.as_str()]);
             }
             self.api_fallbacks.with_label_values(&[t]);
+            self.deletions_held.with_label_values(&[t]);
             self.native_scan_policy_enabled.with_label_values(&[t]);
             for outcome in TaskOutcome::ALL {
                 self.scan_tasks.with_label_values(&[t, outcome.as_str()]);
@@ -339,6 +346,11 @@ impl Metrics {
             self.sync_runs
                 .with_label_values(&[report.target.as_str(), report.outcome.as_str()])
                 .inc();
+            if report.counts.held > 0 {
+                self.deletions_held
+                    .with_label_values(&[report.target.as_str()])
+                    .inc_by(report.counts.held as u64);
+            }
             if let Some(reconciled) = &report.reconciled {
                 let histogram = self
                     .scan_completion

@@ -64,6 +64,7 @@ pub struct Settings {
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub registries: Vec<RegistrySettings>,
     pub schedule: ScheduleSettings,
+    pub sync: SyncSettings,
     pub policy: PolicySettings,
     pub daemon: DaemonSettings,
     pub server: ServerSettings,
@@ -175,6 +176,18 @@ pub struct ScheduleSettings {
     pub sync: String,
     pub scan: String,
 }
+
+/// `[sync]`: how listings are trusted.
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct SyncSettings {
+    /// The largest share (0..=1) of a target's present images of one type that one complete
+    /// listing may mark deleted; more waits for the next complete listing to confirm it.
+    pub max_delete_share: f64,
+}
+
+// A share is validated to be 0..=1, so never NaN: equality is total.
+impl Eq for SyncSettings {}
 
 /// `[policy]`: which images are due, and how many may be submitted.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]

@@ -41,6 +41,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     super::registries::validate(&settings.registries, &settings.targets)?;
     cron("schedule.sync", &settings.schedule.sync)?;
     cron("schedule.scan", &settings.schedule.scan)?;
+    share("sync.max_delete_share", settings.sync.max_delete_share)?;
     policy(&settings.policy)?;
     positive("daemon.shutdown_grace", settings.daemon.shutdown_grace)?;
     log_level(&settings.log.level).map_err(|problem| invalid("log.level", problem))
@@ -322,6 +323,18 @@ fn log_level(level: &str) -> Result<(), String> {
         .parse(level)
         .map(drop)
         .map_err(|err| format!("{level:?} is not a valid log filter ({err})"))
+}
+
+/// A share, 0..=1.
+fn share(key: &str, value: f64) -> Checked {
+    if (0.0..=1.0).contains(&value) {
+        Ok(())
+    } else {
+        Err(invalid(
+            key,
+            format!("{value} is out of range; a share is from 0 to 1"),
+        ))
+    }
 }
 
 fn positive(key: &str, duration: Duration) -> Checked {

@@ -81,6 +81,11 @@ impl AutoApi {
 
 #[async_trait]
 impl ImageSource for AutoApi {
+    fn max_offset(&self) -> u32 {
+        // Both generations document the same limit.
+        self.current.max_offset().min(self.legacy.max_offset())
+    }
+
     async fn refresh(&self, image_type: &ImageType) -> Result<(), SourceError> {
         self.source().await?.refresh(image_type).await
     }

@@ -99,6 +99,10 @@ impl ApiInUse {
 /// Lists a target's images.
 #[async_trait]
 pub trait ImageSource: Send + Sync + fmt::Debug {
+    /// The largest `offset` the list call takes: no listing pages beyond it, whatever
+    /// `total_num` claims.
+    fn max_offset(&self) -> u32;
+
     /// Asks HSS to refresh its copy of the registry's image list for `image_type` before it
     /// is listed (`trigger_swr_sync`).
     async fn refresh(&self, image_type: &ImageType) -> Result<(), SourceError>;

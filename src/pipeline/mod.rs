@@ -66,7 +66,10 @@ impl Pipeline<'_> {
 
     async fn sync_targets(&self, shutdown: &Shutdown) -> Result<SyncAllReport, StoreError> {
         let mut all = SyncAllReport::default();
-        let page_size = self.settings.hss.page_size;
+        let options = sync::SyncOptions {
+            page_size: self.settings.hss.page_size,
+            max_delete_share: self.settings.sync.max_delete_share,
+        };
         let grace = self.settings.policy.submit_grace;
         for api in self.targets {
             if shutdown.is_requested() {
@@ -77,7 +80,7 @@ impl Pipeline<'_> {
             all.surveys
                 .push(account::survey(self.store, api, self.clock, self.started_at).await?);
             let reports =
-                sync::sync_target(self.store, &api.images, &api.target, page_size, self.clock)
+                sync::sync_target(self.store, &api.images, &api.target, options, self.clock)
                     .await?;
             for mut report in reports {
                 if report.outcome == crate::store::SyncOutcome::Complete {

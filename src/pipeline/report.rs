@@ -55,6 +55,9 @@ impl fmt::Display for SyncReport {
             c.restored,
             c.deleted,
         )?;
+        if c.held > 0 {
+            write!(f, ", {} deletions held back", c.held)?;
+        }
         if c.unreadable_fields > 0 {
             write!(f, ", {} unreadable fields", c.unreadable_fields)?;
         }

@@ -146,7 +146,20 @@ fn send_batch<'a>(
             parent_id: parent,
             api: api.scans.api_in_use().generation(),
         };
-        let batch_id = store.record_pending_batch(&batch, items).await?;
+        let Some(claimed) = store.record_pending_batch(&batch, items).await? else {
+            tracing::info!(
+                images = items.len(),
+                "another process submitted these images meanwhile; nothing left to send"
+            );
+            return Ok(Flow::Continue);
+        };
+        if claimed.items.len() < items.len() {
+            tracing::info!(
+                left_out = items.len() - claimed.items.len(),
+                "images another process submitted meanwhile are left out of the batch"
+            );
+        }
+        let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
         let result = api.scans.submit(image_type, &identities).await;
         drop(identities);

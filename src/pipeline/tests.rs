@@ -34,6 +34,10 @@ struct FakeSource {
 
 #[async_trait]
 impl ImageSource for FakeSource {
+    fn max_offset(&self) -> u32 {
+        2_000_000
+    }
+
     async fn refresh(&self, image_type: &ImageType) -> Result<(), SourceError> {
         self.refreshed.lock().unwrap().push(image_type.clone());
         Ok(())

@@ -257,7 +257,10 @@ async fn submissions(store: &Store) {
     let first = store
         .record_pending_batch(&batch, &due)
         .await
-        .expect("record");
+        .expect("record")
+        .expect("both claimed");
+    assert_eq!(first.items, due, "every image claimed, in order");
+    let first = first.batch_id;
     assert_eq!(store.submitted_since(submitted_at).await.expect("used"), 2);
     let in_flight = candidates(store, target, false).await;
     assert!(
@@ -367,7 +370,9 @@ async fn submissions(store: &Store) {
     let refused = store
         .record_pending_batch(&batch, &due[..1])
         .await
-        .expect("record");
+        .expect("record")
+        .expect("claimed")
+        .batch_id;
     let failure = BatchFailure {
         http_status: Some(400),
         error_code: Some("HSS.0001".into()),
@@ -387,7 +392,9 @@ async fn submissions(store: &Store) {
     let unanswered = store
         .record_pending_batch(&batch, &due[1..])
         .await
-        .expect("record");
+        .expect("record")
+        .expect("claimed")
+        .batch_id;
     let timeout = BatchFailure {
         message: "no answer".into(),
         ..BatchFailure::default()
@@ -420,6 +427,30 @@ async fn submissions(store: &Store) {
         3,
         "refused batches do not use the budget"
     );
+    // Read before that batch claimed it, the image is another process's now: not claimed
+    // twice, and no batch is recorded for nothing.
+    let batches_before = store.recent_batches(100).await.expect("batches").len();
+    assert_eq!(
+        store
+            .record_pending_batch(&batch, &due[1..])
+            .await
+            .expect("record"),
+        None
+    );
+    let claimed = store
+        .record_pending_batch(&batch, &due)
+        .await
+        .expect("record")
+        .expect("one left");
+    assert_eq!(claimed.items, due[..1], "only the unclaimed image");
+    store
+        .mark_batch_failed(claimed.batch_id, &failure)
+        .await
+        .expect("failed");
+    assert_eq!(
+        store.recent_batches(100).await.expect("batches").len(),
+        batches_before + 1
+    );
     // The split child of a batch names its parent.
     let child = NewBatch {
         parent_id: Some(refused),
@@ -428,7 +459,9 @@ async fn submissions(store: &Store) {
     let split = store
         .record_pending_batch(&child, &due[..1])
         .await
-        .expect("record");
+        .expect("record")
+        .expect("claimed")
+        .batch_id;
     let batches = store.recent_batches(1).await.expect("batches");
     assert_eq!(
         (batches[0].id, batches[0].parent_id),
@@ -452,6 +485,7 @@ async fn run_log(store: &Store) {
         changed: 5,
         restored: 1,
         deleted: 2,
+        held: 3,
         unreadable_fields: 4,
     };
     store

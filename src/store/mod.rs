@@ -28,8 +28,8 @@ use crate::domain::{
 };
 
 pub use model::{
-    Batch, BatchStatus, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch, OpenItem,
-    OpenTask, PreparedImage, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
+    Batch, BatchStatus, Claimed, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch,
+    OpenItem, OpenTask, PreparedImage, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
 };
 
 /// Every way the store fails. Each names what was being done; none is worth retrying by the
@@ -118,6 +118,17 @@ pub(crate) trait Inventory: Send + Sync {
         now: i64,
     ) -> Result<(), StoreError>;
     async fn mark_deleted(&self, row_ids: &[i64], now: i64) -> Result<u64, StoreError>;
+    async fn held_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<i64>, StoreError>;
+    async fn hold_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        row_ids: &[i64],
+    ) -> Result<(), StoreError>;
     async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError>;
     async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError>;
     async fn present_images(
@@ -152,7 +163,7 @@ pub(crate) trait Submissions: Send + Sync {
         batch: &NewBatch<'_>,
         items: &[DueImage],
         now: i64,
-    ) -> Result<i64, StoreError>;
+    ) -> Result<Option<Claimed>, StoreError>;
     async fn submitted_total(&self, target: &str) -> Result<u64, StoreError>;
     async fn mark_batch_sent(
         &self,
@@ -275,6 +286,28 @@ impl Store {
             .await
     }
 
+    /// The rows whose deletion the last complete listing of `target` and `image_type` held
+    /// back.
+    pub async fn held_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<i64>, StoreError> {
+        self.backend.held_deletions(target, image_type).await
+    }
+
+    /// Replaces the held-back deletions of `target` and `image_type` with `row_ids`.
+    pub async fn hold_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        row_ids: &[i64],
+    ) -> Result<(), StoreError> {
+        self.backend
+            .hold_deletions(target, image_type, row_ids)
+            .await
+    }
+
     /// Present images per target, type and scan status.
     pub async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
         self.backend.image_counts().await
@@ -337,13 +370,16 @@ impl Store {
         self.backend.submitted_since(since).await
     }
 
-    /// Commits a batch and its items as `pending`, and marks its images in flight, before
-    /// the call is made. Earlier open items of the same images are closed as superseded.
+    /// Claims `items` and commits them as a `pending` batch, in flight, before the call is
+    /// made, in one transaction: an image that another process submitted since it was read
+    /// (its last submission is no longer the one it carries) is left out, so that two
+    /// processes never pay for one image twice. `None` when nothing was left to claim.
+    /// Earlier open items of the claimed images are closed as superseded.
     pub async fn record_pending_batch(
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<Claimed>, StoreError> {
         self.backend
             .record_pending_batch(batch, items, self.clock.now_ms())
             .await

@@ -167,6 +167,14 @@ pub struct NewBatch<'a> {
     pub api: &'a str,
 }
 
+/// A batch as recorded: its id, and the images it claimed (those of the request that no other
+/// process submitted since they were read), in the request's order.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Claimed {
+    pub batch_id: i64,
+    pub items: Vec<DueImage>,
+}
+
 /// Where a batch stands in the audit trail (`scan_batches.status`).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -323,6 +331,8 @@ pub struct SyncRunCounts {
     pub changed: i64,
     pub restored: i64,
     pub deleted: i64,
+    /// Vanished images whose deletion was held back (see `sync.max_delete_share`).
+    pub held: i64,
     pub unreadable_fields: i64,
 }
 

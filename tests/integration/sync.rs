@@ -9,7 +9,7 @@ use hss_scand::hss::ImageSource;
 use hss_scand::hss::legacy::LegacyApi;
 use hss_scand::hss::legacy::model::{BatchScanItem, BatchScanRequest};
 use hss_scand::pipeline::report::SyncReport;
-use hss_scand::pipeline::sync::sync_target;
+use hss_scand::pipeline::sync::{SyncOptions, sync_target};
 use hss_scand::sim::{FaultKind, Faults, ScriptedFault, SimConfig};
 use hss_scand::store::{Store, SyncOutcome};
 
@@ -34,7 +34,11 @@ fn target(name: &str, types: &[ImageType]) -> Target {
 /// Syncs `target` through `source`, `page_size` images a page, into the rig's store.
 async fn sync(r: &TestApp, source: LegacyApi, target: &Target, page_size: u32) -> Vec<SyncReport> {
     let source: Arc<dyn ImageSource> = Arc::new(source);
-    sync_target(&r.app.store, &source, target, page_size, &r.clock)
+    let options = SyncOptions {
+        page_size,
+        max_delete_share: 1.0,
+    };
+    sync_target(&r.app.store, &source, target, options, &r.clock)
         .await
         .expect("the database works")
 }

@@ -297,6 +297,10 @@ pub struct ScanTaskRow {
 
 #[async_trait]
 impl ImageSource for CurrentApi {
+    fn max_offset(&self) -> u32 {
+        limits::MAX_OFFSET
+    }
+
     async fn refresh(&self, image_type: &ImageType) -> Result<(), SourceError> {
         // The registries the last listing of this type showed; before any listing, all.
         let registries: Vec<SyncRegistry> = self

@@ -36,6 +36,8 @@ pub mod limits {
     pub const BATCH_ITEMS: usize = 10241;
     /// `limit` of the image list call.
     pub const PAGE_SIZE: u32 = 200;
+    /// `offset` of the image list call, 0..=2,000,000 (the English API page of 2024-05-13).
+    pub const MAX_OFFSET: u32 = 2_000_000;
 
     /// Whether batch-scan can take `image` as listed: namespace, name and tag present and
     /// within their lengths, enterprise fields within theirs. Lengths are in characters, as
@@ -143,6 +145,10 @@ impl LegacyApi {
 
 #[async_trait]
 impl ImageSource for LegacyApi {
+    fn max_offset(&self) -> u32 {
+        limits::MAX_OFFSET
+    }
+
     async fn refresh(&self, image_type: &ImageType) -> Result<(), SourceError> {
         Ok(self.synchronize(image_type).await?)
     }

@@ -243,6 +243,50 @@ impl Inventory for SqliteBackend {
         Ok(rows.into_iter().map(Image::from).collect())
     }
 
+    async fn held_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<Vec<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT image_row_id FROM held_deletions WHERE target = ? AND image_type = ?",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .fetch_all(&self.reader)
+        .await
+        .context("read the held-back deletions")
+    }
+
+    async fn hold_deletions(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        row_ids: &[i64],
+    ) -> Result<(), StoreError> {
+        let mut tx = self.write().await?;
+        sqlx::query("DELETE FROM held_deletions WHERE target = ? AND image_type = ?")
+            .bind(target)
+            .bind(image_type.as_str())
+            .execute(&mut *tx)
+            .await
+            .context("replace the held-back deletions")?;
+        for chunk in row_ids.chunks(ROWS_PER_STATEMENT) {
+            let mut q: QueryBuilder<Sqlite> =
+                QueryBuilder::new("INSERT INTO held_deletions (target, image_type, image_row_id) ");
+            q.push_values(chunk, |mut row, id| {
+                row.push_bind(target.to_owned())
+                    .push_bind(image_type.as_str().to_owned())
+                    .push_bind(*id);
+            });
+            q.build()
+                .execute(&mut *tx)
+                .await
+                .context("hold deletions back")?;
+        }
+        tx.commit().await.context("replace the held-back deletions")
+    }
+
     async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError> {
         let n: i64 = sqlx::query_scalar("SELECT COUNT(*) FROM images WHERE changed_at >= ?")
             .bind(since)

@@ -45,8 +45,8 @@ impl RunLog for SqliteBackend {
     ) -> Result<(), StoreError> {
         let query = sqlx::query(
             "UPDATE sync_runs SET finished_at = ?, outcome = ?, pages = ?, total_num = ?, \
-             seen = ?, new = ?, changed = ?, restored = ?, deleted = ?, unreadable_fields = ?, \
-             error = ? WHERE id = ?",
+             seen = ?, new = ?, changed = ?, restored = ?, deleted = ?, held = ?, \
+             unreadable_fields = ?, error = ? WHERE id = ?",
         )
         .bind(now)
         .bind(outcome.as_str())
@@ -57,6 +57,7 @@ impl RunLog for SqliteBackend {
         .bind(counts.changed)
         .bind(counts.restored)
         .bind(counts.deleted)
+        .bind(counts.held)
         .bind(counts.unreadable_fields)
         .bind(error)
         .bind(id);
@@ -67,7 +68,7 @@ impl RunLog for SqliteBackend {
     async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
         let rows: Vec<SyncRunRow> = sqlx::query_as(
             "SELECT id, target, image_type, started_at, finished_at, outcome, pages, total_num, \
-             seen, new, changed, restored, deleted, unreadable_fields, error \
+             seen, new, changed, restored, deleted, held, unreadable_fields, error \
              FROM sync_runs ORDER BY id DESC LIMIT ?",
         )
         .bind(limit)
@@ -261,6 +262,7 @@ struct SyncRunRow {
     changed: i64,
     restored: i64,
     deleted: i64,
+    held: i64,
     unreadable_fields: i64,
     error: Option<String>,
 }
@@ -282,6 +284,7 @@ impl From<SyncRunRow> for SyncRun {
                 changed: r.changed,
                 restored: r.restored,
                 deleted: r.deleted,
+                held: r.held,
                 unreadable_fields: r.unreadable_fields,
             },
             error: r.error,

@@ -8,18 +8,23 @@
 //! Complete syncs then close each open item from what HSS shows
 //! ([`SqliteBackend::close_items`]).
 
+use std::collections::HashMap;
+
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{BatchFailure, ImageType, ScanStatus, ScanTask};
 use crate::store::{
-    Batch, BatchStatus, DueImage, ItemOutcome, NewBatch, OpenItem, OpenTask, StoreError,
+    Batch, BatchStatus, Claimed, DueImage, ItemOutcome, NewBatch, OpenItem, OpenTask, StoreError,
     Submissions,
 };
 
 /// Images per multi-row statement (9 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
+
+/// Ids per check of a batch's images (one bound JSON array, so no variable limit applies).
+const IDS_PER_CHECK: usize = 5000;
 
 #[async_trait]
 impl Submissions for SqliteBackend {
@@ -38,16 +43,50 @@ impl Submissions for SqliteBackend {
         Ok(u64::try_from(used).unwrap_or(0))
     }
 
-    /// Commits a batch and its items as `pending`, and marks its images in flight, before
-    /// the call is made. Earlier open items of the same images are closed as superseded.
+    /// Claims the images of `items` that nobody submitted since they were read, and commits
+    /// them as a `pending` batch with its items, in flight, before the call is made. Earlier
+    /// open items of the same images are closed as superseded.
     #[tracing::instrument(skip_all, err, fields(target = batch.target, items = items.len()))]
     async fn record_pending_batch(
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
         now: i64,
-    ) -> Result<i64, StoreError> {
+    ) -> Result<Option<Claimed>, StoreError> {
+        // The write lock is held from here to the commit, so no other process can submit an
+        // image between the check below and the batch that claims it.
         let mut tx = self.write().await?;
+        let mut current: HashMap<i64, Option<i64>> = HashMap::with_capacity(items.len());
+        for chunk in items.chunks(IDS_PER_CHECK) {
+            let ids =
+                serde_json::to_string(&chunk.iter().map(|d| d.planned.row_id).collect::<Vec<_>>())
+                    .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
+            let packed: Option<String> = sqlx::query_scalar(
+                "SELECT json_group_array(json_array(id, last_submitted_at)) FROM images \
+                 WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL",
+            )
+            .bind(ids)
+            .fetch_one(&mut *tx)
+            .await
+            .context("check that the images are still unclaimed")?;
+            if let Some(packed) = packed {
+                let rows: Vec<(i64, Option<i64>)> =
+                    serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
+                        what: "the packed submission times",
+                    })?;
+                current.extend(rows);
+            }
+        }
+        // An image whose last submission is no longer the one it was planned after was
+        // claimed by another process (or deleted) meanwhile: it is left out, not sent twice.
+        let items: Vec<DueImage> = items
+            .iter()
+            .filter(|d| current.get(&d.planned.row_id) == Some(&d.last_submitted_at))
+            .cloned()
+            .collect();
+        if items.is_empty() {
+            return Ok(None);
+        }
         let batch_id: i64 = sqlx::query_scalar(
             "INSERT INTO scan_batches (target, image_type, enterprise_project_id, owner, \
              parent_id, created_at, status, items, api) \
@@ -115,7 +154,7 @@ impl Submissions for SqliteBackend {
                 .context("mark images in flight")?;
         }
         tx.commit().await.context("record a pending batch")?;
-        Ok(batch_id)
+        Ok(Some(Claimed { batch_id, items }))
     }
 
     /// HSS accepted the batch.
