@@ -11,6 +11,7 @@ use hss_scand::{commands, telemetry};
 fn main() -> ExitCode {
     // Before the runtime starts its threads.
     limit_malloc_arenas();
+    raise_open_file_limit();
     tokio::runtime::Runtime::new().map_or_else(
         |err| {
             eprintln!("error: cannot start the async runtime: {err}");
@@ -33,6 +34,29 @@ fn limit_malloc_arenas() {
     }
 }
 
+/// Raises the soft limit of open files to the hard limit. The soft limit (often 1,024) is a
+/// legacy default for select(2); this process uses epoll, and the HTTP server's connections,
+/// the database's files and HSS's connections share that one budget. Failure is harmless:
+/// the listener bounds its connections below the soft limit anyway.
+fn raise_open_file_limit() {
+    #[cfg(unix)]
+    {
+        let mut limit = libc::rlimit {
+            rlim_cur: 0,
+            rlim_max: 0,
+        };
+        // SAFETY: getrlimit and setrlimit only read and write the struct passed by pointer.
+        unsafe {
+            if libc::getrlimit(libc::RLIMIT_NOFILE, &raw mut limit) == 0
+                && limit.rlim_cur < limit.rlim_max
+            {
+                limit.rlim_cur = limit.rlim_max;
+                libc::setrlimit(libc::RLIMIT_NOFILE, &raw const limit);
+            }
+        }
+    }
+}
+
 async fn run() -> ExitCode {
     // Usage errors, --help and --version are handled (and exit) inside clap.
     let cli = Cli::parse();
@@ -43,7 +67,7 @@ async fn run() -> ExitCode {
         return match commands::demo::run().await {
             Ok(()) => ExitCode::from(exit_code::OK),
             Err(err) => {
-                eprintln!("error: {err:#}");
+                eprintln!("error: {}", telemetry::error_chain(err.as_ref()));
                 ExitCode::from(exit_code::RUNTIME_FAILURE)
             }
         };
@@ -62,8 +86,12 @@ async fn run() -> ExitCode {
     match commands::run(cli.command, &cli.config, settings).await {
         Ok(()) => ExitCode::from(exit_code::OK),
         Err(err) => {
-            // `{:#}` puts the whole anyhow chain on one line: "context: cause: cause".
-            eprintln!("error: {err:#}");
+            // The whole chain on one line: "context: cause: cause". It may
+            // quote HSS, so control characters are shown, not obeyed.
+            eprintln!(
+                "error: {}",
+                commands::printable(&telemetry::error_chain(err.as_ref()))
+            );
             ExitCode::from(commands::exit_code_for(&err))
         }
     }

@@ -49,3 +49,58 @@ fn filter(settings: &LogSettings) -> (EnvFilter, Option<String>) {
         .unwrap_or_else(|_| EnvFilter::new("info"));
     (filter, rejected)
 }
+
+/// An error and its causes on one line, `what: cause: cause`, as anyhow's `{:#}` prints it,
+/// but without a cause the message before it already quotes: several errors (sqlx's, ours
+/// wrapping them) repeat their source in their own message, and the chain printed every
+/// cause two or three times.
+pub fn error_chain(err: &(dyn std::error::Error + 'static)) -> String {
+    let mut text = err.to_string();
+    let mut cause = err.source();
+    while let Some(current) = cause {
+        let message = current.to_string();
+        if !message.is_empty() && !text.contains(&message) {
+            text.push_str(": ");
+            text.push_str(&message);
+        }
+        cause = current.source();
+    }
+    text
+}
+
+#[cfg(test)]
+mod error_chain_tests {
+    use super::error_chain;
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the database x: {source}")]
+    struct Quoting {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[derive(Debug, thiserror::Error)]
+    #[error("cannot open the database x")]
+    struct Silent {
+        #[source]
+        source: std::io::Error,
+    }
+
+    #[test]
+    fn each_cause_is_printed_once() {
+        let io = || std::io::Error::other("no such file");
+        assert_eq!(
+            error_chain(&Quoting { source: io() }),
+            "cannot open the database x: no such file"
+        );
+        assert_eq!(
+            error_chain(&Silent { source: io() }),
+            "cannot open the database x: no such file"
+        );
+        let wrapped = anyhow::Error::new(Quoting { source: io() }).context("plan");
+        assert_eq!(
+            error_chain(wrapped.as_ref()),
+            "plan: cannot open the database x: no such file"
+        );
+    }
+}

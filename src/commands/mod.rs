@@ -5,6 +5,8 @@ mod config_check;
 pub mod demo;
 mod once;
 mod output;
+
+pub use output::printable;
 mod plan;
 mod registry;
 mod run;

@@ -1,13 +1,42 @@
 //! Printing a command's result to stdout, and the pieces its human-readable forms share.
 
+use std::borrow::Cow;
 use std::fmt::Write as _;
 use std::io::{self, Write};
 
 use chrono::{DateTime, SecondsFormat, Utc};
 use serde::Serialize;
 
-/// Writes to stdout; a closed pipe (`hss-scand status | head`) is not a failure.
+/// Writes human-readable text to stdout, with every control character but the line break
+/// shown escaped ([`printable`]); a closed pipe (`hss-scand status | head`) is not a failure.
 pub(super) fn print(text: &str) -> io::Result<()> {
+    print_exact(&printable(text))
+}
+
+/// Writes JSON to stdout as it is: serde escapes what JSON must, and the values stay exact.
+pub(super) fn print_json(text: &str) -> io::Result<()> {
+    print_exact(text)
+}
+
+/// Text for a terminal: names and messages come from HSS, so every control character but
+/// the line break (escape sequences that move the cursor, recolour or rewrite the screen, a
+/// carriage return, a tab that breaks a table's columns) is shown as `\u{1b}` instead.
+pub fn printable(text: &str) -> Cow<'_, str> {
+    if !text.chars().any(|c| c.is_control() && c != '\n') {
+        return Cow::Borrowed(text);
+    }
+    let mut out = String::with_capacity(text.len() + 16);
+    for c in text.chars() {
+        if c.is_control() && c != '\n' {
+            let _ = write!(out, "\\u{{{:x}}}", u32::from(c));
+        } else {
+            out.push(c);
+        }
+    }
+    Cow::Owned(out)
+}
+
+fn print_exact(text: &str) -> io::Result<()> {
     let mut stdout = io::stdout().lock();
     match stdout
         .write_all(text.as_bytes())
@@ -107,6 +136,16 @@ pub(super) fn time_or_dash(ms: Option<i64>) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn control_characters_are_shown_not_obeyed() {
+        assert_eq!(printable("plain\nlines"), "plain\nlines");
+        assert_eq!(
+            printable("evil\u{1b}[2J\rname\tx\u{9b}31m"),
+            "evil\\u{1b}[2J\\u{d}name\\u{9}x\\u{9b}31m"
+        );
+        assert!(matches!(printable("ok"), Cow::Borrowed(_)));
+    }
 
     #[test]
     fn columns_line_up() {

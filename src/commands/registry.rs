@@ -18,7 +18,7 @@ use anyhow::Context as _;
 use secrecy::SecretString;
 
 use super::UsageError;
-use super::output::print;
+use super::output::{print, print_json};
 use crate::cli::{
     Output, PasswordArgs, REGISTRY_PASSWORD_ENV, RegistryAddArgs, RegistryCommand,
     UploadCommandArgs,
@@ -84,11 +84,11 @@ async fn upload_command(args: &UploadCommandArgs, startup: &Startup) -> anyhow::
     let command = registries::upload_command(&client, &request)
         .await
         .with_context(|| format!("target {}: HSS gave no upload command", args.target))?;
-    let text = match args.output {
-        Output::Table => upload_table(&command),
-        Output::Json => serde_json::to_string_pretty(&command)? + "\n",
-    };
-    print(&text).context("could not print the upload command")
+    match args.output {
+        Output::Table => print(&upload_table(&command)),
+        Output::Json => print_json(&(serde_json::to_string_pretty(&command)? + "\n")),
+    }
+    .context("could not print the upload command")
 }
 
 fn upload_table(command: &UploadCommand) -> String {
@@ -144,7 +144,7 @@ impl Applied {
             }
             Applied::Failed(err) => {
                 tally.failed += 1;
-                format!("FAILED: {err:#}")
+                format!("FAILED: {}", crate::telemetry::error_chain(err.as_ref()))
             }
         }
     }
@@ -183,7 +183,7 @@ async fn apply(startup: &Startup, dry_run: bool) -> anyhow::Result<()> {
                     tracing::info!(hss_target = %target, registry = %registry.name, "registry added");
                 }
                 Applied::Failed(err) => {
-                    tracing::warn!(hss_target = %target, registry = %registry.name, error = %format!("{err:#}"), "registry not added");
+                    tracing::warn!(hss_target = %target, registry = %registry.name, error = %crate::telemetry::error_chain(err.as_ref()), "registry not added");
                 }
                 Applied::Exists { .. } | Applied::WouldAdd { .. } => {}
             }

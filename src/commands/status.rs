@@ -2,7 +2,7 @@
 
 use anyhow::Context as _;
 
-use super::output::{print, table, time_or_dash, wire_name};
+use super::output::{print, print_json, table, time_or_dash, wire_name};
 use crate::cli::Output;
 use crate::startup::Startup;
 use crate::status::{self, StatusReport};
@@ -19,11 +19,11 @@ pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()>
     )
     .await?;
     store.close().await;
-    let text = match output {
-        Output::Table => to_table(&report),
-        Output::Json => serde_json::to_string_pretty(&report)? + "\n",
-    };
-    print(&text).context("could not print the status")
+    match output {
+        Output::Table => print(&to_table(&report)),
+        Output::Json => print_json(&(serde_json::to_string_pretty(&report)? + "\n")),
+    }
+    .context("could not print the status")
 }
 
 /// The report as `hss-scand status` prints it.

@@ -12,7 +12,7 @@
 
 mod error;
 mod load;
-mod redact;
+pub mod redact;
 mod registries;
 mod validate;
 mod values;

@@ -28,7 +28,7 @@ pub(super) fn url(url: &url::Url) -> String {
 
 /// [`url`] for text that may not parse as a URL (`database.url` is sqlx's to parse); works
 /// on the text so that nothing is printed unredacted because it failed to parse.
-pub(super) fn url_text(text: &str) -> String {
+pub fn url_text(text: &str) -> String {
     let (before_fragment, fragment) = match text.split_once('#') {
         Some((before, fragment)) => (before, Some(fragment)),
         None => (text, None),

@@ -68,6 +68,7 @@ fn database_url(url: &str) -> Checked {
 fn hss(hss: &HssSettings) -> Checked {
     if let Some(endpoint) = &hss.endpoint {
         http_url("hss.endpoint", endpoint)?;
+        origin_only("hss.endpoint", endpoint)?;
     }
     positive("hss.request_timeout", hss.request_timeout)?;
     in_range(
@@ -100,6 +101,37 @@ fn http_url(key: &str, url: &url::Url) -> Checked {
         return Err(invalid(
             key,
             "must be an http:// or https:// URL with a host",
+        ));
+    }
+    Ok(())
+}
+
+/// HSS checks the signature against the path it receives, and the signature covers the whole
+/// path sent. A proxy prefix therefore cannot be honoured: a proxy that strips it hands HSS a
+/// path that was not signed, one that keeps it asks HSS for a path that does not exist. Refused
+/// rather than silently dropped, as it was before.
+fn origin_only(key: &str, url: &url::Url) -> Checked {
+    let path = url.path();
+    if !(path.is_empty() || path == "/") {
+        return Err(invalid(
+            key,
+            format!(
+                "has a path ({path:?}); write only scheme://host[:port]. HSS verifies the \
+                 signature over the path it receives, so a path prefix for a proxy cannot work; \
+                 give the proxy its own host name and forward paths unchanged"
+            ),
+        ));
+    }
+    if url.query().is_some() || url.fragment().is_some() {
+        return Err(invalid(
+            key,
+            "has a query or fragment; write only scheme://host[:port]",
+        ));
+    }
+    if !url.username().is_empty() || url.password().is_some() {
+        return Err(invalid(
+            key,
+            "carries credentials in the URL; HSS takes AK/SK only through [credentials]",
         ));
     }
     Ok(())
@@ -610,6 +642,18 @@ image_types = ["instance_image"]
         assert_rejected("hss.endpoint", "http:// or https://", |s| {
             s.hss.endpoint = Some("ftp://hss.example.com".parse().unwrap())
         });
+        assert_rejected("hss.endpoint", "has a path (\"/hss/\")", |s| {
+            s.hss.endpoint = Some("https://proxy.example.com/hss/".parse().unwrap())
+        });
+        assert_rejected("hss.endpoint", "query or fragment", |s| {
+            s.hss.endpoint = Some("https://proxy.example.com/?a=b".parse().unwrap())
+        });
+        assert_rejected("hss.endpoint", "credentials in the URL", |s| {
+            s.hss.endpoint = Some("https://u:p@proxy.example.com".parse().unwrap())
+        });
+        let mut accepted = valid();
+        accepted.hss.endpoint = Some("https://hss.example.com:8443/".parse().unwrap());
+        assert_eq!(settings(&accepted), Ok(()));
         assert_rejected(
             "credentials.metadata_endpoint",
             "http:// or https://",

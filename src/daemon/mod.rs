@@ -9,6 +9,7 @@
 //! the program that spawns long-lived tasks.
 
 mod http;
+mod listener;
 mod notify;
 mod reload;
 mod runner;
@@ -122,9 +123,12 @@ pub async fn run(
     let server_stop = Shutdown::new();
     let server_stopped = server_stop.clone();
     let server = tokio::spawn(
-        axum::serve(listener, http::router(Arc::clone(&daemon)))
-            .with_graceful_shutdown(async move { server_stopped.requested().await })
-            .into_future(),
+        axum::serve(
+            listener::BoundedListener::new(listener),
+            http::router(Arc::clone(&daemon)),
+        )
+        .with_graceful_shutdown(async move { server_stopped.requested().await })
+        .into_future(),
     );
 
     let mut schedules = Schedules::start(&daemon, &app.settings.schedule, HEARTBEAT).await?;

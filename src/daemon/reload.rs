@@ -20,7 +20,7 @@ impl Daemon {
             }
             Err(err) => {
                 self.metrics.record_reload(false);
-                tracing::error!(path = %self.config_path.display(), error = %format!("{err:#}"), "configuration reload rejected; the running configuration stays");
+                tracing::error!(path = %self.config_path.display(), error = %crate::telemetry::error_chain(err.as_ref()), "configuration reload rejected; the running configuration stays");
             }
         }
         notify::ready("running");

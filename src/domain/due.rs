@@ -99,6 +99,10 @@ pub struct Planned {
     pub due: Due,
     /// Milliseconds since the epoch; `None`: never scanned.
     pub latest_scan_time: Option<i64>,
+    /// The image's last submission when the plan was read. Recording a batch claims the image
+    /// only if this is still its last submission: another process that submitted it since
+    /// has made it not due, whatever this plan says.
+    pub last_submitted_at: Option<i64>,
 }
 
 /// How a scan call failed, as the adapter saw it and the store records it.

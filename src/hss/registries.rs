@@ -135,8 +135,18 @@ pub async fn add(client: &HssClient, body: &AddRegistryRequest) -> Result<(), Hs
 /// documents at most 100 registries, so this is one call in practice.
 pub async fn list(client: &HssClient) -> Result<Vec<RegistryInfo>, HssError> {
     const LIMIT: u32 = 200;
-    const MAX_OFFSET: u32 = 2_000_000;
-    let mut registries = Vec::new();
+    // HSS documents at most 100 registries a project. A server that claims far more (or
+    // repeats itself) is not listed to the end: memory and time stay bounded.
+    const MAX_REGISTRIES: usize = 1000;
+    let refuse = |detail: String| HssError::Malformed {
+        call: "list_registries",
+        status: 200,
+        request_id: None,
+        detail,
+        retryable: false,
+    };
+    let mut registries: Vec<RegistryInfo> = Vec::new();
+    let mut ids = std::collections::HashSet::new();
     let mut offset = 0;
     loop {
         let query = vec![
@@ -154,15 +164,34 @@ pub async fn list(client: &HssClient) -> Result<Vec<RegistryInfo>, HssError> {
         };
         let page: ListRegistriesResponse = client.call_json(&req).await?;
         let received = page.data_list.len();
-        registries.extend(page.data_list);
+        let before = registries.len();
+        for registry in page.data_list {
+            if ids.insert(registry.id.clone()) {
+                registries.push(registry);
+            }
+        }
+        if registries.len() > MAX_REGISTRIES {
+            return Err(refuse(format!(
+                "HSS listed more than {MAX_REGISTRIES} registries (it documents at most 100); \
+                 the listing was stopped"
+            )));
+        }
         offset += LIMIT;
-        let more = match page.total_num.value() {
-            Some(total) => i64::from(offset) < total,
-            // Without a usable total, a full page may have a successor.
-            None => received == LIMIT as usize,
-        };
-        if received == 0 || !more || offset > MAX_OFFSET {
+        // A short page is the last, whatever `total_num` says.
+        let more = received == LIMIT as usize
+            && page
+                .total_num
+                .value()
+                .is_none_or(|total| i64::from(offset) < total);
+        if !more {
             return Ok(registries);
+        }
+        if registries.len() == before {
+            return Err(refuse(
+                "HSS answered a full page of registries it had already listed (it seems to \
+                 ignore offset); the listing was stopped"
+                    .to_owned(),
+            ));
         }
     }
 }

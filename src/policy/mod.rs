@@ -294,6 +294,7 @@ impl Planner {
                 image_type: c.image_type.clone(),
                 due,
                 latest_scan_time: c.latest_scan_time,
+                last_submitted_at: c.last_submitted_at,
             };
             if let Some((limit, _)) = self.limit
                 && self.kept.len() >= limit

@@ -209,6 +209,7 @@ fn planned(c: &Candidate, target: &str, reason: DueReason) -> Planned {
             priority: 3,
         },
         latest_scan_time: c.latest_scan_time,
+        last_submitted_at: c.last_submitted_at,
     }
 }
 
@@ -366,6 +367,12 @@ async fn submissions(store: &Store) {
     );
 
     // A refused batch releases its images; an unanswered one stays pending with its error.
+    // (A new plan: the first one was read before these images were last submitted.)
+    let seen = candidates(store, target, false).await;
+    let plan = vec![
+        planned(&seen[1], target, DueReason::Stale),
+        planned(&seen[0], target, DueReason::Stale),
+    ];
     let due = store.due_images(&plan).await.expect("due images");
     let refused = store
         .record_pending_batch(&batch, &due[..1])

@@ -271,26 +271,25 @@ fn credentials_in_the_environment_are_reported_but_never_printed() {
 }
 
 #[test]
-fn a_password_in_an_endpoint_url_is_never_printed() {
+fn a_password_in_a_url_is_never_printed() {
     const PASSWORD: &str = "PASSWORD-MARKER-55d1";
+    // HSS takes AK/SK only: credentials in hss.endpoint are refused, by name, unprinted.
     let file = config_file(&format!(
         "{TARGET}\n[hss]\nendpoint = \"https://operator:{PASSWORD}@hss.example.com/\"\n"
     ));
     let outcome = config_check(file.path(), &[]);
-    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+    assert!(
+        outcome.stderr.contains("hss.endpoint"),
+        "{}",
+        outcome.stderr
+    );
     assert!(
         !outcome.stdout.contains(PASSWORD) && !outcome.stderr.contains(PASSWORD),
         "{outcome:#?}"
     );
-    assert!(
-        outcome
-            .stdout
-            .contains("endpoint = \"https://operator:[redacted]@hss.example.com/\""),
-        "{}",
-        outcome.stdout
-    );
 
-    // The same from the environment, and in a rejected configuration.
+    // The same from the environment, in a configuration rejected for another key.
     let endpoint = format!("https://operator:{PASSWORD}@hss.example.com/");
     let env = [
         ("HSS_SCAND__HSS__ENDPOINT", endpoint.as_str()),
@@ -301,6 +300,24 @@ fn a_password_in_an_endpoint_url_is_never_printed() {
     assert!(
         !outcome.stdout.contains(PASSWORD) && !outcome.stderr.contains(PASSWORD),
         "{outcome:#?}"
+    );
+
+    // A database URL may carry one; the effective configuration shows it redacted.
+    let file = config_file(&format!(
+        "{TARGET}\n[database]\nurl = \"sqlite:///var/lib/x.db?mode=rwc&password={PASSWORD}\"\n"
+    ));
+    let outcome = config_check(file.path(), &[]);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    assert!(
+        !outcome.stdout.contains(PASSWORD) && !outcome.stderr.contains(PASSWORD),
+        "{outcome:#?}"
+    );
+    assert!(
+        outcome
+            .stdout
+            .contains("url = \"sqlite:///var/lib/x.db?mode=rwc&password=[redacted]\""),
+        "{}",
+        outcome.stdout
     );
 }
 

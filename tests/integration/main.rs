@@ -10,6 +10,7 @@ mod crash;
 mod credentials;
 mod current_api;
 mod daemon;
+mod hardening;
 mod registry;
 mod scan;
 mod signing_vectors;

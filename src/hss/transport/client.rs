@@ -20,6 +20,7 @@ use secrecy::ExposeSecret;
 use serde::de::DeserializeOwned;
 use url::Url;
 
+use super::body::{self, BodyError};
 use super::credentials::{CredentialProvider, Credentials};
 use super::error::{ApiError, HssError};
 use super::signer::{self, SignableRequest};
@@ -441,7 +442,7 @@ async fn send(
         .and_then(|v| httpdate::parse_http_date(v).ok())
         .and_then(|at| at.duration_since(std::time::UNIX_EPOCH).ok())
         .and_then(|since| i64::try_from(since.as_millis()).ok());
-    let body = resp.bytes().await.map_err(transport)?;
+    let body = read_body(resp, req, &transport).await?;
     if (200..300).contains(&status) {
         return Ok(Answer {
             status,
@@ -466,6 +467,34 @@ async fn send(
     };
     api.retryable = api.is_throttling() || (status >= 500 && idempotent);
     Err(HssError::Api(Box::new(api)))
+}
+
+/// The most an answer may hold. A page of 200 images is about 200 KB; a server that sends
+/// more is not read to the end, so memory stays bounded whatever it claims.
+pub const MAX_ANSWER_BYTES: usize = 16 * 1024 * 1024;
+
+/// Reads an answer's body, up to [`MAX_ANSWER_BYTES`]. (The whole exchange, body included,
+/// runs under the client's total timeout, so a trickled answer is bounded in time too.)
+async fn read_body(
+    mut resp: reqwest::Response,
+    req: &ApiRequest,
+    transport: &impl Fn(reqwest::Error) -> HssError,
+) -> Result<bytes::Bytes, HssError> {
+    let status = resp.status().as_u16();
+    match body::read_capped(&mut resp, MAX_ANSWER_BYTES).await {
+        Ok(body) => Ok(body),
+        Err(BodyError::Transport(err)) => Err(transport(err)),
+        Err(BodyError::TooLarge { limit }) => Err(HssError::Malformed {
+            call: req.call,
+            status,
+            request_id: None,
+            detail: format!(
+                "the answer is larger than {} MiB; it was not read to the end",
+                limit / (1024 * 1024)
+            ),
+            retryable: req.method == Method::GET,
+        }),
+    }
 }
 
 /// The pause before the next attempt. After throttling: at least [`THROTTLE_FLOOR`] and at

@@ -14,6 +14,8 @@ use secrecy::{ExposeSecret, SecretString};
 use serde_json::Value;
 use tokio::sync::Mutex;
 
+use super::body::{self, BodyError};
+
 pub const ENV_AK: &str = "HUAWEICLOUD_SDK_AK";
 pub const ENV_SK: &str = "HUAWEICLOUD_SDK_SK";
 pub const ENV_SECURITY_TOKEN: &str = "HUAWEICLOUD_SDK_SECURITY_TOKEN";
@@ -27,6 +29,10 @@ const METADATA_TOKEN_TTL: Duration = Duration::from_secs(21_600);
 /// While no session token could be had, ask again at most this often.
 const METADATA_TOKEN_RETRY: Duration = Duration::from_secs(24 * 3600);
 /// The text of the 401 that means "no agency is bound": a new token will not help.
+/// The longest one exchange with the metadata service may take, trickled answer included.
+pub const METADATA_DEADLINE: Duration = Duration::from_secs(10);
+/// A session token or a key answer is a few hundred bytes; more is not the metadata service.
+const METADATA_MAX_ANSWER: usize = 64 * 1024;
 const AGENCY_NOT_CONFIGURED: &str = "Please configure Cloud Service Agency first";
 
 /// One access key pair, possibly temporary.
@@ -204,6 +210,9 @@ impl MetadataSource {
         let http = reqwest::Client::builder()
             .connect_timeout(Duration::from_secs(3))
             .read_timeout(Duration::from_secs(3))
+            // A server that trickles its answer resets the read timeout with every byte: the
+            // whole exchange has a deadline of its own.
+            .timeout(METADATA_DEADLINE)
             .no_proxy()
             .build()
             .unwrap_or_default();
@@ -298,12 +307,17 @@ impl MetadataSource {
             .send()
             .await;
         match answer {
-            Ok(resp) if resp.status().is_success() => match resp.text().await {
-                Ok(token) if !token.trim().is_empty() => {
-                    state.token = Some((token.trim().into(), now));
+            Ok(mut resp) if resp.status().is_success() => {
+                match body::read_capped(&mut resp, METADATA_MAX_ANSWER).await {
+                    Ok(token) if !String::from_utf8_lossy(&token).trim().is_empty() => {
+                        let token = String::from_utf8_lossy(&token).trim().to_owned();
+                        state.token = Some((token.into(), now));
+                    }
+                    _ => tracing::debug!(
+                        "metadata token answer was empty or unreadable; going on without one"
+                    ),
                 }
-                _ => tracing::debug!("metadata token answer was empty; going on without one"),
-            },
+            }
             // 404/405/503: this service has no session tokens; the SDK goes on without one.
             Ok(resp) => tracing::debug!(
                 status = resp.status().as_u16(),
@@ -325,17 +339,23 @@ impl MetadataSource {
         if let Some((token, _)) = &state.token {
             request = request.header("X-Metadata-Token", token.expose_secret());
         }
-        let resp = request.send().await.map_err(|err| {
+        let mut resp = request.send().await.map_err(|err| {
             self.error(format!("securitykey request failed: {}", err.without_url()))
         })?;
         let status = resp.status().as_u16();
-        let body = resp.text().await.map_err(|err| {
-            self.error(format!(
-                "securitykey answer unreadable: {}",
-                err.without_url()
-            ))
-        })?;
-        Ok((status, body))
+        let body = body::read_capped(&mut resp, METADATA_MAX_ANSWER)
+            .await
+            .map_err(|err| {
+                self.error(match err {
+                    BodyError::TooLarge { limit } => {
+                        format!("securitykey answer is larger than {limit} bytes")
+                    }
+                    BodyError::Transport(err) => {
+                        format!("securitykey answer unreadable: {}", err.without_url())
+                    }
+                })
+            })?;
+        Ok((status, String::from_utf8_lossy(&body).into_owned()))
     }
 }
 

@@ -3,6 +3,7 @@
 //! one error type, and reading loose JSON leniently. The adapters (`legacy`, and later
 //! others) build their requests and wire models on top of this and nothing else.
 
+pub mod body;
 pub mod client;
 pub mod credentials;
 pub mod error;

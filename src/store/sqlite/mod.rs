@@ -28,6 +28,7 @@ use sqlx::{Sqlite, SqlitePool, Transaction};
 
 use self::owner::ProcessOwner;
 use super::{Backend, StoreError};
+use crate::config::redact::url_text;
 
 /// How long a connection waits for a lock held by another process (a CLI command beside the
 /// daemon) before giving up.
@@ -64,10 +65,12 @@ impl SqliteBackend {
     /// Opens (creating it if needed) and migrates the database at `url`
     /// (`sqlite://path/to/file.db`), then marks runs left `running` by a dead process as
     /// interrupted at `now`.
-    #[tracing::instrument(skip_all, err, fields(url = %url))]
+    #[tracing::instrument(skip_all, err, fields(url = %url_text(url)))]
     pub(super) async fn open(url: &str, now: i64) -> Result<SqliteBackend, StoreError> {
+        // The URL is named in errors and logs with any password in it redacted, as
+        // `config check` shows it.
         let open_err = |source| StoreError::Open {
-            url: url.to_owned(),
+            url: url_text(url),
             source,
         };
         let options = SqliteConnectOptions::from_str(url)
@@ -78,22 +81,11 @@ impl SqliteBackend {
             .foreign_keys(true)
             .busy_timeout(BUSY_TIMEOUT)
             .pragma("temp_store", "memory");
-        let writer = SqlitePoolOptions::new()
-            .max_connections(1)
-            .connect_with(
-                options
-                    .clone()
-                    .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
-            )
-            .await
-            .map_err(open_err)?;
-        sqlx::migrate!("./migrations/sqlite")
-            .run(&writer)
-            .await
-            .map_err(|source| StoreError::Migrate {
-                url: url.to_owned(),
-                source,
-            })?;
+        create_private(options.get_filename()).map_err(|source| StoreError::Open {
+            url: url_text(url),
+            source: sqlx::Error::Io(source),
+        })?;
+        let writer = migrated_writer(&options, url).await?;
         let reader = SqlitePoolOptions::new()
             .max_connections(READERS)
             .connect_with(
@@ -198,6 +190,114 @@ impl SqliteBackend {
         );
         Ok(())
     }
+}
+
+/// Creates the database file readable and writable by its owner only, whatever the umask,
+/// unless it exists. SQLite gives its `-wal` and `-shm` files the database file's
+/// permissions, so they are private too. An in-memory database has no file.
+fn create_private(path: &std::path::Path) -> std::io::Result<()> {
+    use std::os::unix::fs::OpenOptionsExt as _;
+    if path.as_os_str().is_empty() || path == std::path::Path::new(":memory:") {
+        return Ok(());
+    }
+    match std::fs::OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(path)
+    {
+        Ok(_) => Ok(()),
+        Err(err) if err.kind() == std::io::ErrorKind::AlreadyExists => Ok(()),
+        Err(err) => Err(err),
+    }
+}
+
+/// The writer connection, with the schema migrated. Two commands started together on a new
+/// database both create it and both migrate it. SQLite refuses the loser's lock upgrade at
+/// once ("database is locked") instead of waiting, and a migration the other process applied
+/// after this one read the list fails ("table images already exists"); either way that
+/// attempt is made again, with a growing pause, for as long as a busy database is waited for
+/// anywhere else. Retrying is safe: sqlx applies each migration and records it in one
+/// transaction, so none is applied twice.
+async fn migrated_writer(
+    options: &SqliteConnectOptions,
+    url: &str,
+) -> Result<SqlitePool, StoreError> {
+    let started = std::time::Instant::now();
+    let mut pause = Duration::from_millis(20);
+    loop {
+        match try_migrated_writer(options, url).await {
+            Ok(writer) => return Ok(writer),
+            Err(Attempt { error, contended })
+                if (contended || is_busy(&error)) && started.elapsed() < BUSY_TIMEOUT =>
+            {
+                tracing::debug!(error = %error, "another process is creating or migrating the database; waiting");
+                tokio::time::sleep(pause).await;
+                pause = (pause * 2).min(Duration::from_millis(500));
+            }
+            Err(Attempt { error, .. }) => return Err(error),
+        }
+    }
+}
+
+/// A failed attempt at [`try_migrated_writer`].
+struct Attempt {
+    error: StoreError,
+    /// Another process applied migrations while this one tried: worth another try.
+    contended: bool,
+}
+
+async fn try_migrated_writer(
+    options: &SqliteConnectOptions,
+    url: &str,
+) -> Result<SqlitePool, Attempt> {
+    let writer = SqlitePoolOptions::new()
+        .max_connections(1)
+        .connect_with(
+            options
+                .clone()
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+        )
+        .await
+        .map_err(|source| Attempt {
+            error: StoreError::Open {
+                url: url_text(url),
+                source,
+            },
+            contended: false,
+        })?;
+    let applied_before = applied_migrations(&writer).await;
+    let migrated = sqlx::migrate!("./migrations/sqlite").run(&writer).await;
+    if let Err(source) = migrated {
+        let contended = applied_migrations(&writer).await > applied_before;
+        writer.close().await;
+        return Err(Attempt {
+            error: StoreError::Migrate {
+                url: url_text(url),
+                source,
+            },
+            contended,
+        });
+    }
+    Ok(writer)
+}
+
+/// How many migrations the database has recorded (0 before the first).
+async fn applied_migrations(writer: &SqlitePool) -> i64 {
+    sqlx::query_scalar("SELECT count(*) FROM _sqlx_migrations")
+        .fetch_one(writer)
+        .await
+        .unwrap_or(0)
+}
+
+/// SQLite's "database is locked" (SQLITE_BUSY), however sqlx wrapped it.
+fn is_busy(err: &StoreError) -> bool {
+    let text = match err {
+        StoreError::Open { source, .. } => source.to_string(),
+        StoreError::Migrate { source, .. } => source.to_string(),
+        _ => return false,
+    };
+    text.contains("database is locked") || text.contains("database is busy")
 }
 
 fn write_cache_pragma(bulk: bool) -> String {

@@ -79,9 +79,11 @@ impl Submissions for SqliteBackend {
         }
         // An image whose last submission is no longer the one it was planned after was
         // claimed by another process (or deleted) meanwhile: it is left out, not sent twice.
+        // (The plan's reading, not `due_images`': that one is made just before this batch,
+        // after the other process may have claimed the image.)
         let items: Vec<DueImage> = items
             .iter()
-            .filter(|d| current.get(&d.planned.row_id) == Some(&d.last_submitted_at))
+            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at))
             .cloned()
             .collect();
         if items.is_empty() {
