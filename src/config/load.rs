@@ -1,7 +1,8 @@
 //! Layering: the built-in defaults, then the operator's file, then `HSS_SCAND__SECTION__KEY`
 //! environment variables; then deserialising with the exact key path of any failure, then
-//! validating. Errors name the environment variable when the failing key was overridden by
-//! one, because that is where the operator has to look.
+//! checking that every value the operator gave has its key's type (the config crate would
+//! convert it), then validating. Errors name the environment variable when the failing key
+//! was overridden by one, because that is where the operator has to look.
 
 use std::collections::BTreeMap;
 use std::ffi::OsString;
@@ -9,6 +10,7 @@ use std::ffi::OsString;
 use config::{Config, Environment, File, FileFormat};
 
 use super::error::one_line;
+use super::schema::{self, Scalar, Schema};
 use super::{ConfigError, DEFAULTS_TOML, ENV_PREFIX, ENV_SEPARATOR, Origin, Settings, validate};
 
 /// The `HSS_SCAND__…` environment variables, read once so that the values the loader layers
@@ -57,19 +59,47 @@ impl EnvOverrides {
         )
     }
 
-    /// The config-crate source for these variables (not the live process environment, so the
-    /// loader sees exactly what [`EnvOverrides::origin_of`] reasons about).
-    fn source(&self) -> Environment {
-        let map = self
+    /// The config-crate sources for these variables (not the live process environment, so the
+    /// loader sees exactly what [`EnvOverrides::origin_of`] reasons about): the variables of
+    /// string keys as written, the others parsed into booleans and numbers. Parsing a string
+    /// key's value would change it (`007` would become `7`, `TRUE` `true`).
+    fn sources(&self, schema: &Schema) -> [Environment; 2] {
+        let (text, parsed): (Vec<_>, Vec<_>) = self
             .vars
             .iter()
             .map(|(name, value)| (name.clone(), value.clone()))
-            .collect();
-        Environment::with_prefix(ENV_PREFIX)
-            .prefix_separator(ENV_SEPARATOR)
-            .separator(ENV_SEPARATOR)
-            .try_parsing(true)
-            .source(Some(map))
+            .partition(|(name, _)| {
+                key_of_var(name).and_then(|key| schema.scalar_at(&key)) == Some(Scalar::String)
+            });
+        let source = |vars: Vec<(String, String)>, try_parsing: bool| {
+            Environment::with_prefix(ENV_PREFIX)
+                .prefix_separator(ENV_SEPARATOR)
+                .separator(ENV_SEPARATOR)
+                .try_parsing(try_parsing)
+                .source(Some(vars.into_iter().collect()))
+        };
+        [source(text, false), source(parsed, true)]
+    }
+
+    /// The first variable whose value is not of its key's type: what the config crate would
+    /// otherwise convert (`HSS_SCAND__POLICY__BATCH_SIZE=2.5` to a count, `=yes` to true).
+    fn check(&self, schema: &Schema) -> Result<(), ConfigError> {
+        for (name, value) in &self.vars {
+            let Some(key) = key_of_var(name) else {
+                continue;
+            };
+            let Some(expected) = schema.scalar_at(&key) else {
+                continue;
+            };
+            if let Err(problem) = schema::check_text(expected, value) {
+                return Err(ConfigError::invalid(
+                    Origin::Environment(name.clone()),
+                    key,
+                    &problem,
+                ));
+            }
+        }
+        Ok(())
     }
 
     /// Where the value of `key` came from: the variable that overrides it (or a key inside
@@ -116,18 +146,37 @@ pub(super) fn layered(
             "the value is not UTF-8 text",
         ));
     }
-    check_syntax(DEFAULTS_TOML, &Origin::Defaults)?;
-    check_syntax(text, &file)?;
+    let defaults = parse(DEFAULTS_TOML, &Origin::Defaults)?;
+    // The keys of `[[targets]]`, `[[registries]]` and `[[policy.rules]]` and their types are
+    // documented only in default.toml's commented examples (a test keeps them valid TOML).
+    let examples = parse(
+        &schema::commented_examples(DEFAULTS_TOML),
+        &Origin::Defaults,
+    )?;
+    let operator = parse(text, &file)?;
+    let schema = Schema::new(defaults, examples);
 
+    let [env_text, env_parsed] = env.sources(&schema);
     let config = Config::builder()
         .add_source(File::from_str(DEFAULTS_TOML, FileFormat::Toml))
         .add_source(File::from_str(text, FileFormat::Toml))
-        .add_source(env.source())
+        .add_source(env_text)
+        .add_source(env_parsed)
         .build()
         .map_err(|err| layering_error(&err, &file))?;
 
     let settings: Settings = serde_path_to_error::deserialize(config)
         .map_err(|err| deserialize_error(err, &file, env))?;
+
+    // Only after serde has accepted the values: what serde rejects, it names better than a
+    // type can (scan_scope's "all" or a list, a duration, a URL), so this reports only what
+    // serde accepted because the config crate had converted it. The file is checked whole,
+    // even the keys a variable overrides: it is wrong as written, and will be read as such
+    // once the variable is gone.
+    schema
+        .check_table(&operator)
+        .map_err(|invalid| ConfigError::invalid(file.clone(), invalid.key, &invalid.problem))?;
+    env.check(&schema)?;
 
     validate::settings(&settings).map_err(|invalid| {
         let origin = env.origin_of(&invalid.key, &file);
@@ -136,17 +185,16 @@ pub(super) fn layered(
     Ok(settings)
 }
 
-/// Parses `text` as TOML only to report a syntax error with its line and column; the config
-/// crate's own report is many lines long and has no position we can reach.
-fn check_syntax(text: &str, origin: &Origin) -> Result<(), ConfigError> {
-    let Err(err) = text.parse::<toml::Table>() else {
-        return Ok(());
-    };
-    Err(ConfigError::Syntax {
-        origin: origin.clone(),
-        line_column: err.span().map(|span| line_column(text, span.start)),
-        message: one_line(err.message()),
-    })
+/// Parses `text` as TOML, to check the types of its values and to report a syntax error with
+/// its line and column; the config crate's own report is many lines long and has no position
+/// we can reach.
+fn parse(text: &str, origin: &Origin) -> Result<toml::Table, ConfigError> {
+    text.parse::<toml::Table>()
+        .map_err(|err| ConfigError::Syntax {
+            origin: origin.clone(),
+            line_column: err.span().map(|span| line_column(text, span.start)),
+            message: one_line(err.message()),
+        })
 }
 
 /// 1-based line and column (in characters) of a byte offset.
@@ -422,6 +470,146 @@ image_types = ["private_image"]
                 "{bad}: {line}"
             );
         }
+    }
+
+    #[test]
+    fn a_value_of_another_type_is_an_error_not_a_conversion() {
+        let policy = |line: &str| load_err(&format!("{TARGET}\n[policy]\n{line}\n"), &[]);
+        assert_eq!(
+            policy("batch_size = 2.5"),
+            "config error in x.toml: policy.batch_size: expected an integer, found a float (2.5)"
+        );
+        assert_eq!(
+            policy("batch_size = true"),
+            "config error in x.toml: policy.batch_size: expected an integer, found a boolean (true)"
+        );
+        assert_eq!(
+            policy("daily_budget = 2.5"),
+            "config error in x.toml: policy.daily_budget: expected an integer, found a float (2.5)"
+        );
+        assert_eq!(
+            policy("latest_only = \"yes\""),
+            "config error in x.toml: policy.latest_only: expected a boolean, found a string (\"yes\")"
+        );
+        assert_eq!(
+            policy("batch_size = \"12\""),
+            "config error in x.toml: policy.batch_size: expected an integer, found a string (\"12\")"
+        );
+        let line = load_err(&TARGET.replace("\"prod\"", "123"), &[]);
+        assert_eq!(
+            line,
+            "config error in x.toml: targets[0].name: expected a string, found an integer (123)"
+        );
+    }
+
+    #[test]
+    fn keys_of_targets_and_rules_must_have_their_type_too() {
+        let line = load_err(&format!("{TARGET}trigger_swr_sync = \"yes\"\n"), &[]);
+        assert_eq!(
+            line,
+            "config error in x.toml: targets[0].trigger_swr_sync: expected a boolean, found a string (\"yes\")"
+        );
+        let rules = |rule: &str| {
+            load_err(
+                &format!("{TARGET}\n[[policy.rules]]\nskip = true\n[[policy.rules]]\n{rule}\n"),
+                &[],
+            )
+        };
+        assert_eq!(
+            rules("priority = 1.5"),
+            "config error in x.toml: policy.rules[1].priority: expected an integer, found a float (1.5)"
+        );
+        assert_eq!(
+            rules("skip = 1"),
+            "config error in x.toml: policy.rules[1].skip: expected a boolean, found an integer (1)"
+        );
+    }
+
+    #[test]
+    fn values_of_their_keys_type_still_load() {
+        let text = format!(
+            "{TARGET}trigger_swr_sync = true\n\n[sync]\nmax_delete_share = 1\n\n\
+             [policy]\nbatch_size = 12\ndaily_budget = 30\nlatest_only = true\n\
+             scan_scope = [\"baseline\"]\n\n[[policy.rules]]\npriority = -2\nskip = true\n"
+        );
+        let settings = load(&text, &[]).unwrap();
+        assert!(settings.targets[0].trigger_swr_sync);
+        assert_eq!(settings.sync.max_delete_share, 1.0);
+        assert_eq!(settings.policy.batch_size, 12);
+        assert_eq!(settings.policy.daily_budget, 30);
+        assert!(settings.policy.latest_only);
+        assert_eq!(settings.policy.scan_scope.bitmask(), 0x0000_f000);
+        assert_eq!(
+            (
+                settings.policy.rules[0].priority,
+                settings.policy.rules[0].skip
+            ),
+            (-2, true)
+        );
+
+        let text =
+            format!("{TARGET}\n[sync]\nmax_delete_share = 0.5\n[policy]\nscan_scope = \"all\"\n");
+        let settings = load(&text, &[]).unwrap();
+        assert_eq!(settings.sync.max_delete_share, 0.5);
+        assert_eq!(settings.policy.scan_scope.bitmask(), 0x7fff_ffff);
+    }
+
+    #[test]
+    fn environment_values_must_be_of_their_keys_type() {
+        assert_eq!(
+            load_err(TARGET, &[("HSS_SCAND__POLICY__BATCH_SIZE", "2.5")]),
+            "config error in environment variable HSS_SCAND__POLICY__BATCH_SIZE: policy.batch_size: expected an integer, found \"2.5\""
+        );
+        assert_eq!(
+            load_err(TARGET, &[("HSS_SCAND__POLICY__LATEST_ONLY", "yes")]),
+            "config error in environment variable HSS_SCAND__POLICY__LATEST_ONLY: policy.latest_only: expected true or false, found \"yes\""
+        );
+        let line = load_err(TARGET, &[("HSS_SCAND__DAEMON__SYNC_ON_START", "0")]);
+        assert!(
+            line.contains(
+                "HSS_SCAND__DAEMON__SYNC_ON_START: daemon.sync_on_start: expected true or false"
+            ),
+            "{line}"
+        );
+
+        let settings = load(
+            TARGET,
+            &[
+                ("HSS_SCAND__POLICY__BATCH_SIZE", "12"),
+                ("HSS_SCAND__POLICY__LATEST_ONLY", "true"),
+                ("HSS_SCAND__DAEMON__SYNC_ON_START", "false"),
+                ("HSS_SCAND__SYNC__MAX_DELETE_SHARE", "1"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.policy.batch_size, 12);
+        assert!(settings.policy.latest_only);
+        assert!(!settings.daemon.sync_on_start);
+        assert_eq!(settings.sync.max_delete_share, 1.0);
+    }
+
+    #[test]
+    fn environment_values_of_string_keys_are_taken_as_written() {
+        let settings = load(
+            TARGET,
+            &[
+                ("HSS_SCAND__CREDENTIALS__AK_FILE", "007"),
+                ("HSS_SCAND__CREDENTIALS__SK_FILE", "TRUE"),
+            ],
+        )
+        .unwrap();
+        assert_eq!(settings.credentials.ak_file, Some("007".into()));
+        assert_eq!(settings.credentials.sk_file, Some("TRUE".into()));
+    }
+
+    #[test]
+    fn a_file_value_of_another_type_is_an_error_even_when_a_variable_overrides_it() {
+        let text = format!("{TARGET}\n[policy]\nbatch_size = 2.5\n");
+        let line = load_err(&text, &[("HSS_SCAND__POLICY__BATCH_SIZE", "12")]);
+        assert_eq!(
+            line,
+            "config error in x.toml: policy.batch_size: expected an integer, found a float (2.5)"
+        );
     }
 
     #[test]

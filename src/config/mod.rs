@@ -6,6 +6,8 @@
 //! environment variable and the key, because that line is all an operator sees in a journal.
 //!
 //! - `load`: layering and turning deserialisation failures into [`ConfigError`]s;
+//! - `schema`: the type of every key, read from `config/default.toml`, which the operator's
+//!   values must have (the config crate would silently convert them);
 //! - `validate`: the rules a value must follow beyond its type (ranges, names, cron);
 //! - `values`: how durations, URLs, paths and rule globs are written in TOML;
 //! - `redact`: the effective configuration as TOML without secrets (`config check`).
@@ -14,6 +16,7 @@ mod error;
 mod load;
 pub mod redact;
 mod registries;
+mod schema;
 mod validate;
 mod values;
 
@@ -441,32 +444,8 @@ mod tests {
     use std::collections::BTreeSet;
 
     use super::load::{EnvOverrides, layered};
+    use super::schema::{Schema, commented_examples};
     use super::*;
-
-    /// The TOML of the commented-out `[[targets]]` / `[[registries]]` / `[[policy.rules]]`
-    /// examples in `text`.
-    fn commented_examples(text: &str) -> String {
-        let mut examples = String::new();
-        let mut in_example = false;
-        for line in text.lines() {
-            let uncommented = line.strip_prefix("# ").unwrap_or("");
-            let is_header = matches!(
-                uncommented.trim(),
-                "[[targets]]" | "[[registries]]" | "[[policy.rules]]"
-            );
-            let is_key = uncommented.split_once(" = ").is_some_and(|(key, _)| {
-                !key.is_empty() && key.chars().all(|c| c.is_ascii_lowercase() || c == '_')
-            });
-            if is_header || (in_example && is_key) {
-                in_example = true;
-                examples.push_str(uncommented);
-                examples.push('\n');
-            } else {
-                in_example = false;
-            }
-        }
-        examples
-    }
 
     fn keys(table: &toml::Table) -> BTreeSet<String> {
         table.keys().cloned().collect()
@@ -529,6 +508,32 @@ mod tests {
             12,
             "every optional key, and both password sources, must be in the registry examples"
         );
+    }
+
+    /// The type of each key is read from default.toml (`schema`), so each value there must be
+    /// written in the type of its field: a float default written `1` would make every
+    /// fraction an operator writes an error. Serialised, the settings give each field in its
+    /// own type, and so must pass the check against default.toml's types.
+    #[test]
+    fn default_toml_writes_every_value_in_the_type_of_its_key() {
+        let examples = commented_examples(DEFAULTS_TOML);
+        let text = format!(
+            "{}\n{examples}",
+            DEFAULTS_TOML.replace("\nrules = []\n", "\n")
+        );
+        let settings: Settings = toml::from_str(&text).unwrap_or_else(|err| panic!("{err}"));
+        let serialised = toml::Table::try_from(&settings).unwrap();
+        let schema = Schema::new(DEFAULTS_TOML.parse().unwrap(), examples.parse().unwrap());
+        schema
+            .check_table(&serialised)
+            .unwrap_or_else(|invalid| panic!("{}: {}", invalid.key, invalid.problem));
+
+        // The check is not vacuous: a float key that default.toml wrote as an integer would fail.
+        let integer_share = DEFAULTS_TOML.replace("max_delete_share = 0.2", "max_delete_share = 1");
+        assert_ne!(integer_share, DEFAULTS_TOML);
+        let schema = Schema::new(integer_share.parse().unwrap(), examples.parse().unwrap());
+        let invalid = schema.check_table(&serialised).unwrap_err();
+        assert_eq!(invalid.key, "sync.max_delete_share");
     }
 
     #[test]

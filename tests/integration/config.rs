@@ -244,6 +244,115 @@ fn a_bad_environment_value_names_the_variable() {
     );
 }
 
+/// `config check` of TARGET plus `extra`: exit 78 and exactly `problem` after the file's name.
+fn assert_rejected_with(extra: &str, problem: &str) {
+    let file = config_file(&format!("{TARGET}\n{extra}"));
+    let outcome = config_check(file.path(), &[]);
+    assert_eq!(outcome.code, Some(78), "{outcome:#?}");
+    assert_eq!(outcome.stdout, "", "{outcome:#?}");
+    assert_eq!(
+        outcome.stderr,
+        format!("config error in {}: {problem}\n", file.path().display())
+    );
+}
+
+#[test]
+fn a_value_of_another_type_is_rejected_not_converted() {
+    assert_rejected_with(
+        "[policy]\nbatch_size = 2.5\n",
+        "policy.batch_size: expected an integer, found a float (2.5)",
+    );
+    assert_rejected_with(
+        "[policy]\nbatch_size = true\n",
+        "policy.batch_size: expected an integer, found a boolean (true)",
+    );
+    assert_rejected_with(
+        "[policy]\ndaily_budget = 2.5\n",
+        "policy.daily_budget: expected an integer, found a float (2.5)",
+    );
+    assert_rejected_with(
+        "[policy]\nlatest_only = \"yes\"\n",
+        "policy.latest_only: expected a boolean, found a string (\"yes\")",
+    );
+}
+
+#[test]
+fn keys_of_targets_and_rules_are_checked_for_their_type() {
+    assert_rejected_with(
+        "trigger_swr_sync = \"yes\"\n",
+        "targets[0].trigger_swr_sync: expected a boolean, found a string (\"yes\")",
+    );
+    assert_rejected_with(
+        "[[policy.rules]]\nnamespace = \"ci-*\"\npriority = 1.5\n",
+        "policy.rules[0].priority: expected an integer, found a float (1.5)",
+    );
+    assert_rejected_with(
+        "[[policy.rules]]\nnamespace = \"ci-*\"\nskip = 1\n",
+        "policy.rules[0].skip: expected a boolean, found an integer (1)",
+    );
+}
+
+#[test]
+fn an_environment_value_of_another_type_names_the_variable() {
+    let file = config_file(TARGET);
+    let outcome = config_check(file.path(), &[("HSS_SCAND__POLICY__BATCH_SIZE", "2.5")]);
+    assert_config_error(
+        &outcome,
+        "environment variable HSS_SCAND__POLICY__BATCH_SIZE",
+        "policy.batch_size: expected an integer, found \"2.5\"",
+    );
+    let outcome = config_check(file.path(), &[("HSS_SCAND__POLICY__LATEST_ONLY", "yes")]);
+    assert_config_error(
+        &outcome,
+        "environment variable HSS_SCAND__POLICY__LATEST_ONLY",
+        "policy.latest_only: expected true or false, found \"yes\"",
+    );
+
+    let env = [
+        ("HSS_SCAND__POLICY__BATCH_SIZE", "12"),
+        ("HSS_SCAND__POLICY__LATEST_ONLY", "true"),
+    ];
+    let outcome = config_check(file.path(), &env);
+    assert_eq!(outcome.code, Some(0), "{outcome:#?}");
+    for effective in ["batch_size = 12\n", "latest_only = true\n"] {
+        assert!(
+            outcome.stdout.contains(effective),
+            "missing {effective}:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
+#[test]
+fn values_of_their_keys_type_are_accepted() {
+    for (extra, effective) in [
+        ("[policy]\nscan_scope = \"all\"\n", "scan_scope = \"all\"\n"),
+        (
+            "[policy]\nscan_scope = [\"vulnerabilities\", \"baseline\"]\n",
+            "scan_scope = [\"vulnerabilities\", \"baseline\"]\n",
+        ),
+        // A float key takes an integer.
+        ("[sync]\nmax_delete_share = 1\n", "max_delete_share = 1.0\n"),
+        (
+            "[policy]\nbatch_size = 12\ndaily_budget = 30\nlatest_only = true\n",
+            "daily_budget = 30\n",
+        ),
+        (
+            "trigger_swr_sync = true\n[[policy.rules]]\npriority = -2\nskip = true\n",
+            "priority = -2\n",
+        ),
+    ] {
+        let file = config_file(&format!("{TARGET}{extra}"));
+        let outcome = config_check(file.path(), &[]);
+        assert_eq!(outcome.code, Some(0), "{extra}: {outcome:#?}");
+        assert!(
+            outcome.stdout.contains(effective),
+            "missing {effective}:\n{}",
+            outcome.stdout
+        );
+    }
+}
+
 #[test]
 fn credentials_in_the_environment_are_reported_but_never_printed() {
     const AK: &str = "AK-MARKER-7f3a9c";
