@@ -4,14 +4,18 @@
 //! failure found by an adversarial review and proves its mechanism holds.
 
 use std::collections::BTreeMap;
+use std::num::NonZeroU32;
 use std::os::unix::fs::PermissionsExt as _;
 use std::os::unix::process::CommandExt as _;
 use std::path::Path;
 use std::process::{Child, Command, Stdio};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 use std::time::{Duration, Instant};
 
 use hss_scand::domain::ImageType;
-use hss_scand::hss::transport::credentials::CredentialProvider;
+use hss_scand::hss::transport::client::{ClientOptions, HssClient, rate_limiter};
+use hss_scand::hss::transport::credentials::{CredentialProvider, Credentials};
 use hss_scand::sim::{FaultKind, Identity, ScriptedFault, SimConfig};
 use hss_scand::store::SyncOutcome;
 use tokio::io::{AsyncReadExt as _, AsyncWriteExt as _};
@@ -368,6 +372,74 @@ async fn trickling_metadata() -> url::Url {
         }
     });
     url::Url::parse(&format!("http://{address}")).expect("url")
+}
+
+/// A registry list that claims a trillion registries and answers every page full: with
+/// fresh ids at each offset, or (`ignore_offset`) the first page again. Counts its requests.
+async fn endless_registries(ignore_offset: bool) -> (url::Url, Arc<AtomicU64>) {
+    let requests = Arc::new(AtomicU64::new(0));
+    let counted = Arc::clone(&requests);
+    let app = axum::Router::new().fallback(
+        move |query: axum::extract::Query<BTreeMap<String, String>>| {
+            let counted = Arc::clone(&counted);
+            async move {
+                counted.fetch_add(1, Ordering::SeqCst);
+                let offset: u64 = query
+                    .get("offset")
+                    .and_then(|o| o.parse().ok())
+                    .unwrap_or(0);
+                let first = if ignore_offset { 0 } else { offset };
+                let page: Vec<serde_json::Value> = (first..first + 200)
+                    .map(|i| {
+                        serde_json::json!({
+                            "id": format!("reg-{i}"),
+                            "registry_name": format!("harbor-{i}"),
+                            "registry_type": "Harbor",
+                        })
+                    })
+                    .collect();
+                axum::Json(serde_json::json!({
+                    "total_num": 1_000_000_000_000_u64,
+                    "data_list": page,
+                }))
+            }
+        },
+    );
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
+    let address = listener.local_addr().expect("address");
+    tokio::spawn(async move { axum::serve(listener, app).await });
+    let url = url::Url::parse(&format!("http://{address}")).expect("url");
+    (url, requests)
+}
+
+#[tokio::test]
+async fn a_registry_list_that_never_ends_is_stopped_with_a_reason() {
+    for (ignore_offset, at_most, reason) in [
+        (false, 6, "more than 1000 registries"),
+        (true, 2, "ignore offset"),
+    ] {
+        let (url, requests) = endless_registries(ignore_offset).await;
+        let options = ClientOptions {
+            endpoint: url,
+            region: "ap-southeast-1".into(),
+            project_id: "p".into(),
+            enterprise_project_id: String::new(),
+            request_timeout: Duration::from_secs(5),
+            max_retries: 0,
+            user_agent: "hss-scand-tests".into(),
+        };
+        let keys = CredentialProvider::fixed(Credentials::new("ak", "sk", None));
+        let limiter = rate_limiter(NonZeroU32::new(1_000).expect("non-zero"));
+        let client = HssClient::new(options, keys, limiter).expect("client");
+        let err = hss_scand::hss::registries::list(&client)
+            .await
+            .expect_err("an endless listing is refused");
+        assert!(err.to_string().contains(reason), "{err}");
+        let sent = requests.load(Ordering::SeqCst);
+        assert!(sent <= at_most, "{sent} requests");
+    }
 }
 
 #[tokio::test(start_paused = true)]
