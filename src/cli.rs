@@ -16,6 +16,10 @@ pub mod exit_code {
     pub const RUNTIME_FAILURE: u8 = 1;
     /// The command line was wrong; clap exits with this code by itself.
     pub const USAGE: u8 = 2;
+    /// `scan` or `once` found the leader lease held by a daemon replica, and did nothing
+    /// (`EX_TEMPFAIL`: try again later; a systemd timer beside the daemon can list it in
+    /// `SuccessExitStatus=`).
+    pub const LEASE_HELD: u8 = 75;
     /// The configuration cannot be used (`EX_CONFIG` from sysexits.h, which systemd's
     /// `RestartPreventExitStatus=78` can use to stop restarting a misconfigured daemon).
     pub const CONFIG: u8 = 78;

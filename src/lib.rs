@@ -21,6 +21,7 @@ pub mod config;
 pub mod daemon;
 pub mod domain;
 pub mod hss;
+pub mod leader;
 pub mod metrics;
 pub mod pipeline;
 pub mod policy;

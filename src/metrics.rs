@@ -9,8 +9,8 @@
 use std::time::Duration;
 
 use prometheus::{
-    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry,
-    TextEncoder,
+    Encoder, Gauge, GaugeVec, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge,
+    Opts, Registry, TextEncoder,
 };
 
 use crate::domain::{DueReason, Job, JobOutcome, Target, TaskOutcome};
@@ -62,6 +62,9 @@ pub struct Metrics {
     hss_free_scan_quota: GaugeVec,
     scan_tasks: IntCounterVec,
     deletions_held: IntCounterVec,
+    leader: IntGauge,
+    lease_term: IntGauge,
+    leader_changes: IntCounter,
 }
 
 fn opts(name: &str, help: &str) -> Opts {
@@ -125,7 +128,34 @@ impl Metrics {
             ))
             .expect("registered once");
 
+        let int_gauge = |name, help| {
+            let m = IntGauge::with_opts(opts(name, help)).expect("valid metric");
+            registry
+                .register(Box::new(m.clone()))
+                .expect("registered once");
+            m
+        };
+        let leader = int_gauge(
+            "hss_scand_leader",
+            "1 while this replica holds the leader lease (it alone syncs and scans), else 0.",
+        );
+        let lease_term = int_gauge(
+            "hss_scand_lease_term",
+            "The leader lease's term as this replica last saw it; it grows with every new holder.",
+        );
+        let leader_changes = IntCounter::with_opts(opts(
+            "hss_scand_leader_changes_total",
+            "Times this replica saw the leader lease pass to a new holder (itself included).",
+        ))
+        .expect("valid metric");
+        registry
+            .register(Box::new(leader_changes.clone()))
+            .expect("registered once");
+
         let metrics = Metrics {
+            leader,
+            lease_term,
+            leader_changes,
             images: gauge(
                 "hss_scand_images",
                 "Present images in the inventory, by target, image type and HSS scan status.",
@@ -262,6 +292,16 @@ impl Metrics {
         }
         metrics.add_targets(targets);
         metrics
+    }
+
+    /// What this replica knows of the leader lease: whether it holds it, and the term it saw.
+    /// `changed`: the lease passed to a new holder since it last looked.
+    pub fn set_lease(&self, leader: bool, term: i64, changed: bool) {
+        self.leader.set(i64::from(leader));
+        self.lease_term.set(term);
+        if changed {
+            self.leader_changes.inc();
+        }
     }
 
     /// Creates the series of `targets` at zero (again after a reload: existing series keep

@@ -11,7 +11,7 @@ use crate::domain::Target;
 use crate::domain::{NativeScanPolicy, PayPerScan};
 use crate::pipeline::plan;
 use crate::policy::{Cap, Tally};
-use crate::store::{Batch, ImageCount, Store, StoreError, SyncRun};
+use crate::store::{Batch, ImageCount, LeaseState, Store, StoreError, SyncRun};
 
 /// How many recent sync runs and batches the report lists.
 const RECENT: i64 = 20;
@@ -36,6 +36,9 @@ pub struct StatusReport {
     pub sync_runs: Vec<SyncRun>,
     /// The latest batch-scan calls, newest first.
     pub batches: Vec<Batch>,
+    /// Who holds the leader lease (the replica that syncs and scans), and until when; `null`
+    /// before any process took it. An expired lease is shown too: nobody leads then.
+    pub leader: Option<LeaseState>,
 }
 
 /// One target, as `status` shows it.
@@ -109,5 +112,6 @@ pub async fn gather(
         },
         sync_runs: store.recent_sync_runs(RECENT).await?,
         batches: store.recent_batches(RECENT).await?,
+        leader: store.lease().await?,
     })
 }

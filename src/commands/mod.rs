@@ -19,6 +19,7 @@ use std::path::Path;
 use crate::cli::{Command, ConfigCommand, exit_code};
 use crate::config::Settings;
 use crate::hss::transport::credentials::CredentialError;
+use crate::leader::LeaseError;
 use crate::startup::Startup;
 
 /// Runs `command`; see [`exit_code_for`] for what its error means to the caller. `main`
@@ -44,12 +45,18 @@ pub async fn run(command: Command, config_path: &Path, settings: Settings) -> an
 #[error("invalid arguments: {0}")]
 pub struct UsageError(pub String);
 
-/// The exit code for a failed command: a usage error is 2; missing or unreadable
+/// The exit code for a failed command: a usage error is 2; the lease held by a daemon 75; missing or unreadable
 /// credentials are a set-up problem that no retry fixes (78, so systemd stops restarting);
 /// anything else is a runtime failure (1).
 pub fn exit_code_for(err: &anyhow::Error) -> u8 {
     if err.chain().any(|cause| cause.is::<UsageError>()) {
         return exit_code::USAGE;
+    }
+    if err
+        .chain()
+        .any(|cause| matches!(cause.downcast_ref(), Some(LeaseError::HeldBy(_))))
+    {
+        return exit_code::LEASE_HELD;
     }
     let credentials_missing = err.chain().any(|cause| {
         matches!(

@@ -5,9 +5,11 @@ use anyhow::Context as _;
 use super::output::print;
 use super::plan::print_table;
 use crate::domain::Shutdown;
+use crate::leader::{RunLease, replica_id};
 use crate::pipeline::plan;
 use crate::pipeline::report::BatchState;
 use crate::startup::{App, Startup};
+use crate::store::Fence;
 
 pub(super) async fn run(startup: Startup, dry_run: bool) -> anyhow::Result<()> {
     if dry_run {
@@ -21,16 +23,30 @@ pub(super) async fn run(startup: Startup, dry_run: bool) -> anyhow::Result<()> {
         return printed;
     }
     let app = startup.build().await?;
-    let result = scan_and_report(&app).await;
+    let result = match take_lease(&app).await {
+        Ok(lease) => {
+            let scanned = scan_and_report(&app, lease.fence()).await;
+            lease.release().await;
+            scanned
+        }
+        Err(err) => Err(err),
+    };
     app.store.close().await;
     result
 }
 
+/// The leader lease for this run, or why not: a daemon replica holds it.
+pub(super) async fn take_lease(app: &App) -> anyhow::Result<RunLease> {
+    RunLease::take(&app.store, &replica_id(), &app.settings.daemon)
+        .await
+        .context("nothing was submitted")
+}
+
 /// Scans, prints one line per batch and a total, and fails unless every batch was accepted.
-pub(super) async fn scan_and_report(app: &App) -> anyhow::Result<()> {
+pub(super) async fn scan_and_report(app: &App, fence: &Fence) -> anyhow::Result<()> {
     let report = app
         .pipeline()
-        .scan(&Shutdown::new())
+        .scan(&Shutdown::new(), fence)
         .await
         .context("scan")?;
     let mut text: String = report.batches.iter().map(|b| format!("{b}\n")).collect();

@@ -4,6 +4,7 @@ use anyhow::Context as _;
 
 use super::output::{print, print_json, table, time_or_dash, wire_name};
 use crate::cli::Output;
+use crate::leader::lease_time;
 use crate::startup::Startup;
 use crate::status::{self, StatusReport};
 use crate::store::Batch;
@@ -26,9 +27,30 @@ pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()>
     .context("could not print the status")
 }
 
+/// `LEADER …`: which process holds the leader lease, and until when.
+fn leader_line(report: &StatusReport, now: i64) -> String {
+    match &report.leader {
+        None => "LEADER   none yet: no `run`, `scan` or `once` has taken the lease\n\n".to_owned(),
+        Some(lease) if lease.expires_at <= now => format!(
+            "LEADER   none: the lease of {} (term {}) expired at {}\n\n",
+            lease.holder,
+            lease.term,
+            lease_time(lease.expires_at)
+        ),
+        Some(lease) => format!(
+            "LEADER   {} (term {}, since {}, lease until {})\n\n",
+            lease.holder,
+            lease.term,
+            lease_time(lease.acquired_at),
+            lease_time(lease.expires_at)
+        ),
+    }
+}
+
 /// The report as `hss-scand status` prints it.
 fn to_table(report: &StatusReport) -> String {
-    let mut out = targets_table(report);
+    let mut out = leader_line(report, chrono::Utc::now().timestamp_millis());
+    out.push_str(&targets_table(report));
     out.push_str("\nINVENTORY (present images)\n");
     if report.inventory.is_empty() {
         out.push_str("no images yet: run `hss-scand sync`\n");

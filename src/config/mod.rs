@@ -375,6 +375,13 @@ pub struct DaemonSettings {
     /// After SIGTERM, how long a running job may take to reach its next committed step.
     #[serde(with = "values::duration")]
     pub shutdown_grace: Duration,
+    /// How long the leader lease lasts unless renewed: how long a dead leader's replicas wait
+    /// before one takes over.
+    #[serde(with = "values::duration")]
+    pub lease_ttl: Duration,
+    /// How often the leader renews its lease, and a standby replica tries to take it.
+    #[serde(with = "values::duration")]
+    pub lease_renew_every: Duration,
 }
 
 /// `[server]`

@@ -13,7 +13,9 @@ use tracing_subscriber::EnvFilter;
 use crate::domain::{ApiChoice, ImageType, Target};
 use crate::hss::legacy::limits;
 
-use super::{CredentialSource, CredentialsSettings, HssSettings, PolicySettings, Settings};
+use super::{
+    CredentialSource, CredentialsSettings, DaemonSettings, HssSettings, PolicySettings, Settings,
+};
 
 /// One broken rule: the key and what is wrong with its value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -44,6 +46,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     share("sync.max_delete_share", settings.sync.max_delete_share)?;
     policy(&settings.policy)?;
     positive("daemon.shutdown_grace", settings.daemon.shutdown_grace)?;
+    lease(&settings.daemon)?;
     log_level(&settings.log.level).map_err(|problem| invalid("log.level", problem))
 }
 
@@ -60,6 +63,24 @@ fn database_url(url: &str) -> Checked {
         return Err(invalid(
             "database.url",
             "only SQLite is supported; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db",
+        ));
+    }
+    Ok(())
+}
+
+/// The leader must be able to miss a renewal and still hold its lease.
+fn lease(daemon: &DaemonSettings) -> Checked {
+    positive("daemon.lease_ttl", daemon.lease_ttl)?;
+    positive("daemon.lease_renew_every", daemon.lease_renew_every)?;
+    if daemon.lease_renew_every * 2 > daemon.lease_ttl {
+        return Err(invalid(
+            "daemon.lease_renew_every",
+            format!(
+                "is {}, more than half of daemon.lease_ttl ({}): one late renewal would lose \
+                 the lease; renew at most every third of the TTL",
+                humantime::format_duration(daemon.lease_renew_every),
+                humantime::format_duration(daemon.lease_ttl)
+            ),
         ));
     }
     Ok(())

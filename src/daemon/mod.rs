@@ -9,6 +9,7 @@
 //! the program that spawns long-lived tasks.
 
 mod http;
+mod lease;
 mod listener;
 mod notify;
 mod reload;
@@ -27,6 +28,7 @@ use tokio::sync::mpsc::UnboundedSender;
 
 use crate::domain::{Clock, Job, JobOutcome, Shutdown};
 use crate::hss::transport::client::ApiObserver;
+use crate::leader::{Leadership, replica_id};
 use crate::metrics::Metrics;
 use crate::startup::{App, Startup};
 use crate::status;
@@ -74,6 +76,10 @@ pub struct Daemon {
     heartbeat_ms: AtomicI64,
     ready: AtomicBool,
     events: Option<UnboundedSender<JobEvent>>,
+    /// This replica's hold on the leader lease: only the holder runs jobs.
+    leadership: Leadership,
+    /// The lease term this replica last saw (-1: none yet), to tell a new holder.
+    seen_term: AtomicI64,
 }
 
 impl std::fmt::Debug for Daemon {
@@ -117,6 +123,8 @@ pub async fn run(
         clock,
         ready: AtomicBool::new(false),
         events: options.events,
+        leadership: Leadership::new(replica_id(), &app.settings.daemon),
+        seen_term: AtomicI64::new(-1),
     });
     daemon.restore_metrics(&app).await;
 
@@ -144,13 +152,15 @@ pub async fn run(
         let daemon = Arc::clone(&daemon);
         tokio::spawn(async move { daemon.feed_watchdog(every).await })
     });
-    if app.settings.daemon.sync_on_start {
-        // The start-up sync reads what each project says about itself first.
-        tokio::spawn(Arc::clone(&daemon).run_job(Job::Sync, "startup"));
-    } else {
+    // The first look at the lease: a replica alone takes it now, and (with
+    // daemon.sync_on_start) syncs at once; the start-up sync reads what each project says
+    // about itself first. A replica standing by only surveys.
+    daemon.refresh_lease(true).await;
+    if !(app.settings.daemon.sync_on_start && daemon.is_leader()) {
         let daemon = Arc::clone(&daemon);
         tokio::spawn(async move { daemon.survey().await });
     }
+    let lease_keeper = tokio::spawn(Arc::clone(&daemon).keep_lease());
 
     let mut terminate = signal(SignalKind::terminate()).context("cannot watch SIGTERM")?;
     let mut interrupt = signal(SignalKind::interrupt()).context("cannot watch SIGINT")?;
@@ -172,6 +182,9 @@ pub async fn run(
         watchdog.abort();
     }
     daemon.wait_for_running_jobs().await;
+    let _ = lease_keeper.await;
+    // Given up rather than left to expire: a standby replica takes over at once.
+    daemon.leadership.release(&daemon.app().store).await;
     server_stop.request();
     match tokio::time::timeout(Duration::from_secs(5), server).await {
         Ok(Ok(Err(err))) => tracing::warn!(error = %err, "the HTTP server stopped with an error"),
@@ -200,6 +213,11 @@ impl Daemon {
             Job::Sync => &self.running[0],
             Job::Scan => &self.running[1],
         }
+    }
+
+    /// Whether this replica holds the leader lease now.
+    fn is_leader(&self) -> bool {
+        self.leadership.fence(self.clock.now_ms()).is_some()
     }
 
     fn is_ready(&self) -> bool {

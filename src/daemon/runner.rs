@@ -10,7 +10,7 @@ use tracing::Instrument as _;
 use super::{Daemon, JobEvent};
 use crate::domain::{Job, JobOutcome};
 use crate::startup::App;
-use crate::store::SyncOutcome;
+use crate::store::{Fence, SyncOutcome};
 
 impl Daemon {
     /// One run of `job`, unless the previous one is still going.
@@ -27,6 +27,11 @@ impl Daemon {
             return;
         }
         let app = self.app();
+        // Only the leader works; the others stand by for the lease.
+        let Some(fence) = self.leadership.fence(self.clock.now_ms()) else {
+            tracing::debug!("another replica holds the leader lease; this tick is not run here");
+            return;
+        };
         let Ok(_running) = self.running(job).try_lock() else {
             tracing::warn!("the previous run is still going; this tick is skipped");
             self.metrics
@@ -51,7 +56,7 @@ impl Daemon {
         };
         let (outcome, summary) = match job {
             Job::Sync => self.sync(&app).await,
-            Job::Scan => self.scan(&app).await,
+            Job::Scan => self.scan(&app, &fence).await,
         };
         if let Some(id) = row {
             let error = (outcome == JobOutcome::Failure).then_some(summary.as_str());
@@ -113,8 +118,8 @@ impl Daemon {
     }
 
     /// The scan job: plan and submit, with metrics; succeeds when every batch was accepted.
-    async fn scan(&self, app: &App) -> (JobOutcome, String) {
-        let report = match app.pipeline().scan(&self.shutdown).await {
+    async fn scan(&self, app: &App, fence: &Fence) -> (JobOutcome, String) {
+        let report = match app.pipeline().scan(&self.shutdown, fence).await {
             Ok(report) => report,
             Err(err) => return (JobOutcome::Failure, format!("scan failed: {err}")),
         };

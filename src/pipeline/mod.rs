@@ -21,7 +21,7 @@ use crate::config::Settings;
 use crate::domain::{Clock, Shutdown, Target};
 use crate::hss::{AccountFacts, ImageSource, ScanSubmitter};
 use crate::policy::Plan;
-use crate::store::{Store, StoreError};
+use crate::store::{Fence, Store, StoreError};
 
 use report::{ScanReport, SyncAllReport};
 
@@ -126,14 +126,16 @@ impl Pipeline<'_> {
         .await
     }
 
-    /// Plans from the database and submits the due images.
-    pub async fn scan(&self, shutdown: &Shutdown) -> Result<ScanReport, StoreError> {
+    /// Plans from the database and submits the due images, as the holder of the leader
+    /// lease `fence` names.
+    pub async fn scan(&self, shutdown: &Shutdown, fence: &Fence) -> Result<ScanReport, StoreError> {
         let plan = self.plan().await?;
         let report = submit::submit(
             self.store,
             self.targets,
             plan,
             self.settings.policy.batch_size,
+            fence,
             shutdown,
         )
         .await?;

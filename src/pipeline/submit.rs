@@ -15,15 +15,17 @@ use super::report::{BatchReport, BatchState, ScanReport};
 use crate::domain::{DueReason, ImageIdentity, ImageType, Planned, Shutdown};
 use crate::hss::SubmitError;
 use crate::policy::Plan;
-use crate::store::{DueImage, NewBatch, Store, StoreError};
+use crate::store::{Claim, DueImage, Fence, NewBatch, Store, StoreError};
 
-/// Submits `plan` through each target's submitter, in plan order.
-#[tracing::instrument(skip_all, fields(due = plan.due.len()))]
+/// Submits `plan` through each target's submitter, in plan order, as the holder of the
+/// lease `fence` names: once the lease is found lost, nothing more is recorded or sent.
+#[tracing::instrument(skip_all, fields(due = plan.due.len(), term = fence.term))]
 pub async fn submit(
     store: &Store,
     targets: &[TargetApi],
     plan: Plan,
     batch_size: usize,
+    fence: &Fence,
     shutdown: &Shutdown,
 ) -> Result<ScanReport, StoreError> {
     let mut report = ScanReport {
@@ -80,7 +82,8 @@ pub async fn submit(
             if items.is_empty() {
                 continue;
             }
-            let flow = send_batch(store, api, &image_type, &items, None, &mut report).await?;
+            let flow =
+                send_batch(store, fence, api, &image_type, &items, None, &mut report).await?;
             if let Flow::Stop(why) = flow {
                 report.stopped = Some(why);
                 return Ok(report);
@@ -130,6 +133,7 @@ enum Flow {
 
 fn send_batch<'a>(
     store: &'a Store,
+    fence: &'a Fence,
     api: &'a TargetApi,
     image_type: &'a ImageType,
     items: &'a [DueImage],
@@ -146,12 +150,31 @@ fn send_batch<'a>(
             parent_id: parent,
             api: api.scans.api_in_use().generation(),
         };
-        let Some(claimed) = store.record_pending_batch(&batch, items).await? else {
-            tracing::info!(
-                images = items.len(),
-                "another process submitted these images meanwhile; nothing left to send"
-            );
-            return Ok(Flow::Continue);
+        let claimed = match store.record_pending_batch(&batch, items, fence).await? {
+            Claim::Claimed(claimed) => claimed,
+            Claim::NothingLeft => {
+                tracing::info!(
+                    images = items.len(),
+                    "another process submitted these images meanwhile; nothing left to send"
+                );
+                return Ok(Flow::Continue);
+            }
+            Claim::Fenced(lease) => {
+                let why = match lease {
+                    Some(l) if l.holder != fence.holder => format!(
+                        "this process lost the leader lease (term {}) to {} (term {}); it \
+                         submits nothing more",
+                        fence.term, l.holder, l.term
+                    ),
+                    _ => format!(
+                        "the leader lease of this process (term {}) expired before it could be \
+                         renewed; it submits nothing more",
+                        fence.term
+                    ),
+                };
+                tracing::warn!("{why}");
+                return Ok(Flow::Stop(why));
+            }
         };
         if claimed.items.len() < items.len() {
             tracing::info!(
@@ -194,7 +217,8 @@ fn send_batch<'a>(
                 let (first, second) = items.split_at(items.len() / 2);
                 for half in [first, second] {
                     if let Flow::Stop(why) =
-                        send_batch(store, api, image_type, half, Some(batch_id), report).await?
+                        send_batch(store, fence, api, image_type, half, Some(batch_id), report)
+                            .await?
                     {
                         return Ok(Flow::Stop(why));
                     }

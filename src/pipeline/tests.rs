@@ -18,7 +18,7 @@ use crate::hss::{
     AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
     SourceError, SubmitError,
 };
-use crate::store::{self, Store, SyncOutcome};
+use crate::store::{self, Fence, LeaseAttempt, Store, SyncOutcome};
 
 const START: i64 = 1_800_000_000_000;
 
@@ -158,6 +158,8 @@ struct Rig {
     source: Arc<FakeSource>,
     submitter: Arc<FakeSubmitter>,
     targets: Vec<TargetApi>,
+    /// The leader lease, held for a day of the rig's clock.
+    fence: Fence,
 }
 
 async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
@@ -176,6 +178,13 @@ async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
     let source = Arc::new(FakeSource::default());
     *source.images.lock().unwrap() = (0..images).map(image).collect();
     let submitter = Arc::new(FakeSubmitter::new(max_batch));
+    let LeaseAttempt::Held(fence) = store
+        .acquire_lease("rig", Duration::from_secs(86_400))
+        .await
+        .expect("lease")
+    else {
+        panic!("a new database's lease is free");
+    };
     let target: Target = settings.targets[0].clone();
     let targets = vec![TargetApi {
         target,
@@ -191,6 +200,7 @@ async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
         source,
         submitter,
         targets,
+        fence,
     }
 }
 
@@ -268,7 +278,11 @@ async fn only_a_complete_listing_deletes() {
 async fn batches_are_cut_by_batch_size_and_by_what_the_api_takes() {
     let r = rig(25, 4, "[policy]\nbatch_size = 10\n").await;
     r.pipeline().sync_all(&Shutdown::new()).await.expect("sync");
-    let report = r.pipeline().scan(&Shutdown::new()).await.expect("scan");
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &r.fence)
+        .await
+        .expect("scan");
     assert!(report.succeeded(), "{report:?}");
     assert_eq!(report.submitted(), 25);
     assert_eq!(
@@ -276,7 +290,11 @@ async fn batches_are_cut_by_batch_size_and_by_what_the_api_takes() {
         [4, 4, 4, 4, 4, 4, 1],
         "the API's 4 beats batch_size 10"
     );
-    let again = r.pipeline().scan(&Shutdown::new()).await.expect("scan");
+    let again = r
+        .pipeline()
+        .scan(&Shutdown::new(), &r.fence)
+        .await
+        .expect("scan");
     assert!(again.batches.is_empty(), "in flight: nothing is due twice");
 }
 
@@ -298,7 +316,11 @@ async fn too_large_splits_refused_goes_on_and_stop_run_stops() {
         .answer_next(Err(SubmitError::OutcomeUnknown(failure("timeout"))));
     r.submitter
         .answer_next(Err(SubmitError::StopRun(failure("throttled"))));
-    let report = r.pipeline().scan(&Shutdown::new()).await.expect("scan");
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &r.fence)
+        .await
+        .expect("scan");
     let states: Vec<BatchState> = report.batches.iter().map(|b| b.state).collect();
     assert_eq!(
         states,
@@ -343,7 +365,7 @@ async fn a_requested_shutdown_stops_between_batches() {
     r.pipeline().sync_all(&Shutdown::new()).await.expect("sync");
     let shutdown = Shutdown::new();
     shutdown.request();
-    let report = r.pipeline().scan(&shutdown).await.expect("scan");
+    let report = r.pipeline().scan(&shutdown, &r.fence).await.expect("scan");
     assert!(report.batches.is_empty());
     assert_eq!(
         report.stopped.as_deref(),
@@ -351,4 +373,39 @@ async fn a_requested_shutdown_stops_between_batches() {
     );
     let synced = r.pipeline().sync_all(&shutdown).await.expect("sync");
     assert_eq!(synced.stopped_before, ["t"]);
+}
+
+#[tokio::test]
+async fn a_replica_that_lost_the_lease_submits_nothing() {
+    let r = rig(10, 100, "").await;
+    r.pipeline().sync_all(&Shutdown::new()).await.expect("sync");
+    // Paused past its lease; another replica took over meanwhile.
+    r.clock.advance(Duration::from_secs(2 * 86_400));
+    let LeaseAttempt::Held(other) = r
+        .store
+        .acquire_lease("other", Duration::from_secs(60))
+        .await
+        .expect("lease")
+    else {
+        panic!("an expired lease is taken");
+    };
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &r.fence)
+        .await
+        .expect("scan");
+    assert!(r.submitter.call_sizes().is_empty(), "nothing sent");
+    assert!(report.batches.is_empty(), "{report:?}");
+    let why = report.stopped.expect("it says why it stopped");
+    assert!(
+        why.contains("lost the leader lease") && why.contains("other"),
+        "{why}"
+    );
+    // The new holder submits them.
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &other)
+        .await
+        .expect("scan");
+    assert_eq!(report.submitted(), 10);
 }

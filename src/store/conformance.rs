@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{
-    BatchStatus, ItemOutcome, NewBatch, PreparedImage, Store, SyncOutcome, SyncRunCounts,
-    TargetFacts,
+    BatchStatus, Claim, Fence, ItemOutcome, LeaseAttempt, NewBatch, PreparedImage, Store,
+    SyncOutcome, SyncRunCounts, TargetFacts,
 };
 use crate::domain::{
     BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome,
@@ -23,6 +23,7 @@ pub(crate) async fn suite(store: Store) {
     inventory(&store).await;
     policy_view(&store).await;
     submissions(&store).await;
+    leases(&store).await;
     run_log(&store).await;
     store.ping().await.expect("the database answers");
     store
@@ -46,6 +47,116 @@ fn image(name: &str, status: ScanStatus) -> Image {
     image.malicious_file_num = Some(0);
     image.domain_name = "d".into();
     image
+}
+
+/// Takes (or keeps) the leader lease as `holder`, for a day of the suite's clock.
+async fn lead(store: &Store, holder: &str) -> Fence {
+    match store
+        .acquire_lease(holder, Duration::from_secs(86_400))
+        .await
+        .expect("lease")
+    {
+        LeaseAttempt::Held(fence) => fence,
+        LeaseAttempt::HeldBy(other) => panic!("{holder} cannot lead: {other:?}"),
+    }
+}
+
+/// The lease: one holder at a time, a new term per new holder, renewals only by the holder
+/// of the term, and batches recorded only under the term that holds it.
+async fn leases(store: &Store) {
+    let clock = store.clock().clone();
+    let ttl = Duration::from_secs(20);
+    // The submissions' holder gives it up: free at once.
+    let suite = lead(store, "suite").await;
+    store.release_lease(&suite).await.expect("released");
+    let LeaseAttempt::Held(a) = store.acquire_lease("a", ttl).await.expect("take") else {
+        panic!("a free lease is taken");
+    };
+    assert_eq!(a.term, suite.term + 1, "a new holder, a new term");
+    assert_eq!(a.expires_at, clock.now_ms() + 20_000);
+    // Another replica cannot take it while it lasts, and learns who holds it.
+    match store.acquire_lease("b", ttl).await.expect("try") {
+        LeaseAttempt::HeldBy(state) => {
+            assert_eq!((state.holder.as_str(), state.term), ("a", a.term));
+        }
+        held => panic!("two holders: {held:?}"),
+    }
+    // Its holder renews it, the term unchanged; taking it again extends it too.
+    clock.advance(Duration::from_secs(5));
+    let renewed = store
+        .renew_lease(&a, ttl)
+        .await
+        .expect("renew")
+        .expect("held");
+    assert_eq!(
+        (renewed.term, renewed.expires_at),
+        (a.term, clock.now_ms() + 20_000)
+    );
+    let LeaseAttempt::Held(again) = store.acquire_lease("a", ttl).await.expect("again") else {
+        panic!("its holder keeps it");
+    };
+    assert_eq!(again.term, a.term);
+
+    // Past its expiry the holder cannot renew, and another takes it with a new term.
+    clock.advance(Duration::from_secs(21));
+    assert_eq!(store.renew_lease(&a, ttl).await.expect("renew"), None);
+    let LeaseAttempt::Held(b) = store.acquire_lease("b", ttl).await.expect("take") else {
+        panic!("an expired lease is taken");
+    };
+    assert_eq!(b.term, a.term + 1);
+    let lease = store.lease().await.expect("read").expect("held");
+    assert_eq!((lease.holder.as_str(), lease.term), ("b", b.term));
+
+    // The old holder, awake again, records nothing, and learns who holds the lease.
+    let target = "fenced";
+    store
+        .upsert_images(
+            target,
+            &[PreparedImage::new(image("f", ScanStatus::Unscan))],
+        )
+        .await
+        .expect("insert");
+    let seen = candidates(store, target, false).await;
+    let plan = vec![planned(&seen[0], target, DueReason::NeverScanned)];
+    let due = store.due_images(&plan).await.expect("due");
+    let batch = NewBatch {
+        target,
+        image_type: &ImageType::Private,
+        enterprise_project_id: "",
+        parent_id: None,
+        api: "current",
+    };
+    let batches_before = store.recent_batches(1000).await.expect("batches").len();
+    match store
+        .record_pending_batch(&batch, &due, &a)
+        .await
+        .expect("record")
+    {
+        Claim::Fenced(Some(now)) => assert_eq!(now.holder, "b"),
+        other => panic!("a stale term recorded a batch: {other:?}"),
+    }
+    assert_eq!(
+        store.recent_batches(1000).await.expect("batches").len(),
+        batches_before,
+        "nothing recorded"
+    );
+    assert!(!candidates(store, target, false).await[0].in_flight);
+    // The holder's term records it; a release by the stale term changes nothing.
+    store.release_lease(&a).await.expect("no-op");
+    assert!(matches!(
+        store
+            .record_pending_batch(&batch, &due, &b)
+            .await
+            .expect("record"),
+        Claim::Claimed(_)
+    ));
+    // A released lease is free at once: the next holder need not wait for the TTL.
+    store.release_lease(&b).await.expect("released");
+    let LeaseAttempt::Held(c) = store.acquire_lease("c", ttl).await.expect("take") else {
+        panic!("a released lease is free");
+    };
+    assert_eq!(c.term, b.term + 1);
+    store.release_lease(&c).await.expect("released");
 }
 
 async fn candidates(store: &Store, target: &str, with_names: bool) -> Vec<Candidate> {
@@ -215,6 +326,7 @@ fn planned(c: &Candidate, target: &str, reason: DueReason) -> Planned {
 
 async fn submissions(store: &Store) {
     let clock = store.clock().clone();
+    let fence = lead(store, "suite").await;
     let target = "sub";
     let mut enterprise = image("a", ScanStatus::Unscan);
     enterprise.instance_id = "inst".into();
@@ -256,9 +368,10 @@ async fn submissions(store: &Store) {
     };
     let submitted_at = clock.now_ms();
     let first = store
-        .record_pending_batch(&batch, &due)
+        .record_pending_batch(&batch, &due, &fence)
         .await
         .expect("record")
+        .into_claimed()
         .expect("both claimed");
     assert_eq!(first.items, due, "every image claimed, in order");
     let first = first.batch_id;
@@ -375,9 +488,10 @@ async fn submissions(store: &Store) {
     ];
     let due = store.due_images(&plan).await.expect("due images");
     let refused = store
-        .record_pending_batch(&batch, &due[..1])
+        .record_pending_batch(&batch, &due[..1], &fence)
         .await
         .expect("record")
+        .into_claimed()
         .expect("claimed")
         .batch_id;
     let failure = BatchFailure {
@@ -397,9 +511,10 @@ async fn submissions(store: &Store) {
         "a refused submission never counted"
     );
     let unanswered = store
-        .record_pending_batch(&batch, &due[1..])
+        .record_pending_batch(&batch, &due[1..], &fence)
         .await
         .expect("record")
+        .into_claimed()
         .expect("claimed")
         .batch_id;
     let timeout = BatchFailure {
@@ -439,15 +554,16 @@ async fn submissions(store: &Store) {
     let batches_before = store.recent_batches(100).await.expect("batches").len();
     assert_eq!(
         store
-            .record_pending_batch(&batch, &due[1..])
+            .record_pending_batch(&batch, &due[1..], &fence)
             .await
             .expect("record"),
-        None
+        Claim::NothingLeft
     );
     let claimed = store
-        .record_pending_batch(&batch, &due)
+        .record_pending_batch(&batch, &due, &fence)
         .await
         .expect("record")
+        .into_claimed()
         .expect("one left");
     assert_eq!(claimed.items, due[..1], "only the unclaimed image");
     store
@@ -464,9 +580,10 @@ async fn submissions(store: &Store) {
         ..batch
     };
     let split = store
-        .record_pending_batch(&child, &due[..1])
+        .record_pending_batch(&child, &due[..1], &fence)
         .await
         .expect("record")
+        .into_claimed()
         .expect("claimed")
         .batch_id;
     let batches = store.recent_batches(1).await.expect("batches");

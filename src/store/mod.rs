@@ -28,8 +28,9 @@ use crate::domain::{
 };
 
 pub use model::{
-    Batch, BatchStatus, Claimed, DueImage, ImageCount, ItemOutcome, JobRun, KnownImage, NewBatch,
-    OpenItem, OpenTask, PreparedImage, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
+    Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ImageCount, ItemOutcome, JobRun,
+    KnownImage, LeaseAttempt, LeaseState, NewBatch, OpenItem, OpenTask, PreparedImage, SyncOutcome,
+    SyncRun, SyncRunCounts, TargetFacts,
 };
 
 /// Every way the store fails. Each names what was being done; none is worth retrying by the
@@ -95,7 +96,7 @@ impl fmt::Debug for Store {
 /// four parts that a backend implements one file each.
 #[async_trait]
 pub(crate) trait Backend:
-    Inventory + Candidates + Submissions + RunLog + Send + Sync + fmt::Debug
+    Inventory + Candidates + Submissions + RunLog + Leases + Send + Sync + fmt::Debug
 {
     /// Whether the database answers a query.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -162,8 +163,9 @@ pub(crate) trait Submissions: Send + Sync {
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
+        fence: &Fence,
         now: i64,
-    ) -> Result<Option<Claimed>, StoreError>;
+    ) -> Result<Claim, StoreError>;
     async fn submitted_total(&self, target: &str) -> Result<u64, StoreError>;
     async fn mark_batch_sent(
         &self,
@@ -197,6 +199,25 @@ pub(crate) trait Submissions: Send + Sync {
     async fn open_tasks(&self, target: &str) -> Result<Vec<OpenTask>, StoreError>;
     async fn record_task(&self, batch_id: i64, task: &ScanTask, now: i64)
     -> Result<(), StoreError>;
+}
+
+/// The leader lease: which replica may submit.
+#[async_trait]
+pub(crate) trait Leases: Send + Sync {
+    async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<LeaseAttempt, StoreError>;
+    async fn renew_lease(
+        &self,
+        fence: &Fence,
+        ttl_ms: i64,
+        now: i64,
+    ) -> Result<Option<Fence>, StoreError>;
+    async fn release_lease(&self, fence: &Fence, now: i64) -> Result<(), StoreError>;
+    async fn lease(&self) -> Result<Option<LeaseState>, StoreError>;
 }
 
 /// The record of every sync and every job run.
@@ -371,17 +392,18 @@ impl Store {
     }
 
     /// Claims `items` and commits them as a `pending` batch, in flight, before the call is
-    /// made, in one transaction: an image that another process submitted since it was read
-    /// (its last submission is no longer the one it carries) is left out, so that two
-    /// processes never pay for one image twice. `None` when nothing was left to claim.
-    /// Earlier open items of the claimed images are closed as superseded.
+    /// made, in one transaction that first checks that `fence` still holds the lease (else
+    /// [`Claim::Fenced`], and nothing is recorded). An image that another process submitted
+    /// since the plan read it is left out, so that two processes never pay for one image
+    /// twice. Earlier open items of the claimed images are closed as superseded.
     pub async fn record_pending_batch(
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
-    ) -> Result<Option<Claimed>, StoreError> {
+        fence: &Fence,
+    ) -> Result<Claim, StoreError> {
         self.backend
-            .record_pending_batch(batch, items, self.clock.now_ms())
+            .record_pending_batch(batch, items, fence, self.clock.now_ms())
             .await
     }
 
@@ -560,6 +582,45 @@ impl Store {
         self.backend.target_facts().await
     }
 
+    // ----- The leader lease -----
+
+    /// Takes the leader lease for `holder` for `ttl`: a new term when it was free or expired,
+    /// the same term extended when `holder` already held it. [`LeaseAttempt::HeldBy`] when
+    /// another replica holds it.
+    pub async fn acquire_lease(
+        &self,
+        holder: &str,
+        ttl: std::time::Duration,
+    ) -> Result<LeaseAttempt, StoreError> {
+        self.backend
+            .acquire_lease(holder, duration_ms(ttl), self.clock.now_ms())
+            .await
+    }
+
+    /// Extends the lease `fence` holds by `ttl` from now; `None` when it is no longer held
+    /// (expired, or taken by another replica), and then this replica must step down.
+    pub async fn renew_lease(
+        &self,
+        fence: &Fence,
+        ttl: std::time::Duration,
+    ) -> Result<Option<Fence>, StoreError> {
+        self.backend
+            .renew_lease(fence, duration_ms(ttl), self.clock.now_ms())
+            .await
+    }
+
+    /// Gives the lease up now, so that another replica can take it at once (a clean stop).
+    /// Does nothing if `fence` no longer holds it.
+    pub async fn release_lease(&self, fence: &Fence) -> Result<(), StoreError> {
+        self.backend.release_lease(fence, self.clock.now_ms()).await
+    }
+
+    /// Who holds the lease as the database says, expired or not; `None` before anyone took
+    /// it.
+    pub async fn lease(&self) -> Result<Option<LeaseState>, StoreError> {
+        self.backend.lease().await
+    }
+
     // ----- The connection -----
 
     /// Whether the database answers a query (for readiness checks).
@@ -571,6 +632,10 @@ impl Store {
     pub async fn close(&self) {
         self.backend.close().await;
     }
+}
+
+fn duration_ms(d: std::time::Duration) -> i64 {
+    i64::try_from(d.as_millis()).unwrap_or(i64::MAX)
 }
 
 /// The database tuned for a sync's bulk writes. [`BulkWrites::finish`] tunes it back and

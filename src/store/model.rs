@@ -451,3 +451,54 @@ mod tests {
         assert_eq!(BatchStatus::parse("unknown"), None);
     }
 }
+
+/// Who holds the leader lease, under which term, and until when (ms).
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct LeaseState {
+    pub holder: String,
+    pub term: i64,
+    pub acquired_at: i64,
+    pub expires_at: i64,
+}
+
+/// This replica's hold on the leader lease: the fencing token every batch is recorded with.
+/// The store refuses a batch whose fence is no longer the lease's holder and term.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Fence {
+    pub holder: String,
+    pub term: i64,
+    /// Until when the lease is ours unless renewed (ms), as this replica's clock reads it.
+    pub expires_at: i64,
+}
+
+/// The answer to an attempt at the lease.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum LeaseAttempt {
+    /// Ours: newly taken (a new term) or extended (the same term).
+    Held(Fence),
+    /// Another replica holds it and it has not expired.
+    HeldBy(LeaseState),
+}
+
+/// What recording a batch came to.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Claim {
+    /// The batch is recorded `pending` with these images, the rest having been submitted by
+    /// another process since the plan was read.
+    Claimed(Claimed),
+    /// Every image was submitted by another process since the plan was read.
+    NothingLeft,
+    /// This replica no longer holds the lease with its term: nothing was recorded, and
+    /// nothing may be sent.
+    Fenced(Option<LeaseState>),
+}
+
+impl Claim {
+    /// The recorded batch, if one was.
+    pub fn into_claimed(self) -> Option<Claimed> {
+        match self {
+            Claim::Claimed(claimed) => Some(claimed),
+            Claim::NothingLeft | Claim::Fenced(_) => None,
+        }
+    }
+}

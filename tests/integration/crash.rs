@@ -8,6 +8,7 @@ use hss_scand::domain::{Clock, ImageType};
 use hss_scand::sim::SimConfig;
 use hss_scand::store;
 
+use crate::support::config::ConfigText;
 use crate::support::rig::spawn_app;
 
 #[tokio::test]
@@ -33,10 +34,17 @@ async fn sigkill_at_random_points(api: &str) {
     sim.lifecycle.scan_duration = Duration::from_millis(400);
     sim.lifecycle.failure_rate = 0.0;
     let r = spawn_app(sim, |c| c).await;
-    let config = r.config_file(|c| {
+    let settings = |c: ConfigText| {
         c.set("hss.api", &format!("{api:?}"))
             .set("policy.batch_size", "40")
             .set("policy.submit_grace", r#""500ms""#)
+    };
+    // A killed run holds the lease until it expires: briefly, here. (A run that loses it
+    // under load stops early, which is one more kind of interruption.)
+    let config = r.config_file(|c| {
+        settings(c)
+            .set("daemon.lease_ttl", r#""100ms""#)
+            .set("daemon.lease_renew_every", r#""30ms""#)
     });
     let seed: u64 = rand::random();
     let mut rng = rand::rngs::StdRng::seed_from_u64(seed);
@@ -62,6 +70,8 @@ async fn sigkill_at_random_points(api: &str) {
             killed += 1;
         }
         child.wait().await.expect("reaped");
+        // The killed run's lease expires before the next run starts.
+        tokio::time::sleep(Duration::from_millis(110)).await;
     }
     assert!(
         killed >= 20,
@@ -74,6 +84,8 @@ async fn sigkill_at_random_points(api: &str) {
     store.close().await;
     // Long enough for every lost batch to be provably lost, and every scan to finish.
     tokio::time::sleep(Duration::from_millis(900)).await;
+    // The last run with the usual lease, which no load makes it lose.
+    let config = r.config_file(settings);
     let last = r.cli(&config, &["once"]).await;
     assert_eq!(
         last.code,

@@ -316,9 +316,17 @@ async fn the_daily_budget_holds_across_restarts_and_caps_cut_in_order(api: Api) 
     assert_eq!(plan.due.len(), 10, "30 a day, 20 used");
     assert_eq!(plan.cut_by, Some(hss_scand::policy::Cap::DailyBudget));
     let app = &r.app;
-    let report = submit::submit(&app.store, &app.targets, plan, 10241, &Shutdown::new())
-        .await
-        .unwrap();
+    let fence = r.lead().await;
+    let report = submit::submit(
+        &app.store,
+        &app.targets,
+        plan,
+        10241,
+        &fence,
+        &Shutdown::new(),
+    )
+    .await
+    .unwrap();
     assert_eq!(report.submitted(), 10);
     let plan = r.plan().await;
     assert!(

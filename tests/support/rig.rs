@@ -12,6 +12,7 @@ use hss_scand::pipeline::report::{ScanReport, SyncReport};
 use hss_scand::policy::Plan;
 use hss_scand::sim::{SimConfig, SimHandle};
 use hss_scand::startup::{App, Startup};
+use hss_scand::store::{Fence, LeaseAttempt};
 
 use super::cli::{Outcome, run_hss_scand};
 use super::config::ConfigText;
@@ -80,12 +81,36 @@ impl TestApp {
         self.app.pipeline().plan().await.expect("plan")
     }
 
+    /// Plans and submits under the leader lease, as `hss-scand scan` does, and gives the
+    /// lease up after.
     pub async fn scan(&self) -> ScanReport {
-        self.app
+        let fence = self.lead().await;
+        let report = self
+            .app
             .pipeline()
-            .scan(&Shutdown::new())
+            .scan(&Shutdown::new(), &fence)
+            .await
+            .expect("the database works");
+        self.app
+            .store
+            .release_lease(&fence)
+            .await
+            .expect("the database works");
+        report
+    }
+
+    /// The leader lease, taken (or kept) by the test for a day of the app's clock.
+    pub async fn lead(&self) -> Fence {
+        match self
+            .app
+            .store
+            .acquire_lease("test-rig", Duration::from_secs(86_400))
             .await
             .expect("the database works")
+        {
+            LeaseAttempt::Held(fence) => fence,
+            LeaseAttempt::HeldBy(other) => panic!("the lease is held by {other:?}"),
+        }
     }
 
     /// Moves the app's clock on (the simulator keeps real time).

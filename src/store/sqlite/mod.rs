@@ -13,6 +13,7 @@
 
 mod candidates;
 mod images;
+mod leases;
 mod owner;
 mod runs;
 mod submissions;

@@ -13,11 +13,12 @@ use std::collections::HashMap;
 use async_trait::async_trait;
 use sqlx::{FromRow, QueryBuilder, Sqlite};
 
+use super::leases::check_fence;
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{BatchFailure, ImageType, ScanStatus, ScanTask};
 use crate::store::{
-    Batch, BatchStatus, Claimed, DueImage, ItemOutcome, NewBatch, OpenItem, OpenTask, StoreError,
-    Submissions,
+    Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ItemOutcome, NewBatch, OpenItem, OpenTask,
+    StoreError, Submissions,
 };
 
 /// Images per multi-row statement (9 variables each, well under SQLite's limit).
@@ -51,11 +52,15 @@ impl Submissions for SqliteBackend {
         &self,
         batch: &NewBatch<'_>,
         items: &[DueImage],
+        fence: &Fence,
         now: i64,
-    ) -> Result<Option<Claimed>, StoreError> {
-        // The write lock is held from here to the commit, so no other process can submit an
-        // image between the check below and the batch that claims it.
+    ) -> Result<Claim, StoreError> {
+        // The write lock is held from here to the commit, so no other process can take the
+        // lease or submit an image between the checks below and the batch that claims it.
         let mut tx = self.write().await?;
+        if let Err(lease) = check_fence(&mut tx, fence, now).await? {
+            return Ok(Claim::Fenced(lease));
+        }
         let mut current: HashMap<i64, Option<i64>> = HashMap::with_capacity(items.len());
         for chunk in items.chunks(IDS_PER_CHECK) {
             let ids =
@@ -87,12 +92,12 @@ impl Submissions for SqliteBackend {
             .cloned()
             .collect();
         if items.is_empty() {
-            return Ok(None);
+            return Ok(Claim::NothingLeft);
         }
         let batch_id: i64 = sqlx::query_scalar(
             "INSERT INTO scan_batches (target, image_type, enterprise_project_id, owner, \
-             parent_id, created_at, status, items, api) \
-             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?) RETURNING id",
+             parent_id, created_at, status, items, api, lease_term) \
+             VALUES (?, ?, ?, ?, ?, ?, 'pending', ?, ?, ?) RETURNING id",
         )
         .bind(batch.target)
         .bind(batch.image_type.as_str())
@@ -102,6 +107,7 @@ impl Submissions for SqliteBackend {
         .bind(now)
         .bind(items.len() as i64)
         .bind(batch.api)
+        .bind(fence.term)
         .fetch_one(&mut *tx)
         .await
         .context("record a pending batch")?;
@@ -156,7 +162,7 @@ impl Submissions for SqliteBackend {
                 .context("mark images in flight")?;
         }
         tx.commit().await.context("record a pending batch")?;
-        Ok(Some(Claimed { batch_id, items }))
+        Ok(Claim::Claimed(Claimed { batch_id, items }))
     }
 
     /// HSS accepted the batch.
