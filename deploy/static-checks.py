@@ -78,7 +78,7 @@ VALUES = {
     ("hss_scand_images_submitted_total", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
     ("hss_scand_api_retries_total", "reason"): {
         "throttled", "server_error", "client_error", "timeout", "connect", "transport",
-        "malformed", "failed_in_body", "credentials", "request"},
+        "malformed", "failed_in_body", "credentials", "request", "not_sent"},
     ("hss_scand_job_runs_total", "exported_job"): {"sync", "scan"},
     ("hss_scand_job_runs_total", "outcome"): {"success", "failure", "skipped"},
     ("hss_scand_last_job_success_timestamp_seconds", "exported_job"): {"sync", "scan"},

@@ -13,7 +13,7 @@ use std::sync::Arc;
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
 use crate::domain::{DueReason, ImageIdentity, ImageType, Planned, Shutdown};
-use crate::hss::SubmitError;
+use crate::hss::{SendGate, SubmitError};
 use crate::policy::Plan;
 use crate::store::{Claim, DueImage, Fence, NewBatch, Store, StoreError};
 
@@ -123,6 +123,39 @@ fn reasons(items: &[DueImage]) -> Vec<(DueReason, u64)> {
         .collect()
 }
 
+/// The gate of every scan call: open only while this process holds the leader lease with
+/// the term the batch was recorded under. The rate limit's wait (and a pause of the whole
+/// process) come between recording a batch and sending it; a process that lost the lease
+/// meanwhile must not send, since the new leader may already have found the batch never
+/// received and submitted its images again.
+struct LeaseGate<'a> {
+    store: &'a Store,
+    fence: &'a Fence,
+}
+
+#[async_trait::async_trait]
+impl SendGate for LeaseGate<'_> {
+    async fn may_send(&self) -> Result<(), String> {
+        let lease = self
+            .store
+            .lease()
+            .await
+            .map_err(|err| format!("cannot check the leader lease: {err}"))?;
+        let now = self.store.clock().now_ms();
+        match lease {
+            Some(l) if l.is_held_by(self.fence, now) => Ok(()),
+            Some(l) if l.holder != self.fence.holder => Err(format!(
+                "this process lost the leader lease (term {}) to {} (term {})",
+                self.fence.term, l.holder, l.term
+            )),
+            _ => Err(format!(
+                "the leader lease of this process (term {}) expired",
+                self.fence.term
+            )),
+        }
+    }
+}
+
 /// Whether to go on with the next batch.
 enum Flow {
     Continue,
@@ -184,7 +217,8 @@ fn send_batch<'a>(
         }
         let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
-        let result = api.scans.submit(image_type, &identities).await;
+        let gate = LeaseGate { store, fence };
+        let result = api.scans.submit(image_type, &identities, &gate).await;
         drop(identities);
         let mut entry = BatchReport {
             batch_id,

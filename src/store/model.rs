@@ -461,6 +461,14 @@ pub struct LeaseState {
     pub expires_at: i64,
 }
 
+impl LeaseState {
+    /// Whether this is the lease `fence` was given, still valid at `now`: what every batch
+    /// is recorded and sent under.
+    pub fn is_held_by(&self, fence: &Fence, now: i64) -> bool {
+        self.holder == fence.holder && self.term == fence.term && self.expires_at > now
+    }
+}
+
 /// This replica's hold on the leader lease: the fencing token every batch is recorded with.
 /// The store refuses a batch whose fence is no longer the lease's holder and term.
 #[derive(Debug, Clone, PartialEq, Eq)]

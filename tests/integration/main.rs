@@ -10,6 +10,7 @@ mod crash;
 mod credentials;
 mod current_api;
 mod daemon;
+mod failover;
 mod hardening;
 mod registry;
 mod scan;
