@@ -58,6 +58,7 @@ METRICS = {
     "hss_scand_hss_free_scan_quota": ({"target"}, None),
     "hss_scand_scan_tasks_total": ({"target", "outcome"}, None),
     "hss_scand_deletions_held_total": ({"target"}, None),
+    "hss_scand_incremental_missed_total": ({"target"}, None),
     # The leader lease, as each replica sees it.
     "hss_scand_leader": (set(), None),
     "hss_scand_lease_term": (set(), None),

@@ -62,6 +62,7 @@ pub struct Metrics {
     hss_free_scan_quota: GaugeVec,
     scan_tasks: IntCounterVec,
     deletions_held: IntCounterVec,
+    incremental_missed: IntCounterVec,
     leader: IntGauge,
     lease_term: IntGauge,
     leader_changes: IntCounter,
@@ -265,6 +266,11 @@ impl Metrics {
                 "Vanished images whose deletion a complete listing held back, because they were more than sync.max_delete_share of the present images.",
                 &["target"],
             ),
+            incremental_missed: counter(
+                "hss_scand_incremental_missed_total",
+                "Images a full listing found new or changed whose change the incremental listings since the previous full listing should have read and did not; with sync.incremental = auto the target then lists fully until restart.",
+                &["target"],
+            ),
             scan_tasks: counter(
                 "hss_scand_scan_tasks_total",
                 "HSS scan tasks made of our submissions, by how they ended: finished, stopped, timed_out, error.",
@@ -330,6 +336,7 @@ impl Metrics {
             }
             self.api_fallbacks.with_label_values(&[t]);
             self.deletions_held.with_label_values(&[t]);
+            self.incremental_missed.with_label_values(&[t]);
             self.native_scan_policy_enabled.with_label_values(&[t]);
             for outcome in TaskOutcome::ALL {
                 self.scan_tasks.with_label_values(&[t, outcome.as_str()]);
@@ -390,6 +397,11 @@ impl Metrics {
                 self.deletions_held
                     .with_label_values(&[report.target.as_str()])
                     .inc_by(report.counts.held as u64);
+            }
+            if report.listing.missed > 0 {
+                self.incremental_missed
+                    .with_label_values(&[report.target.as_str()])
+                    .inc_by(report.listing.missed as u64);
             }
             if let Some(reconciled) = &report.reconciled {
                 let histogram = self
@@ -542,6 +554,7 @@ mod tests {
             "hss_scand_api_request_duration_seconds_count{endpoint=\"batch_scan\"} 0",
             "hss_scand_scan_completion_seconds_count{target=\"prod\"} 0",
             "hss_scand_sync_duration_seconds_count{target=\"prod\"} 0",
+            "hss_scand_incremental_missed_total{target=\"prod\"} 0",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }

@@ -17,6 +17,7 @@ use crate::hss::transport::client::{
     ApiObserver, ClientOptions, HssClient, SharedRateLimiter, rate_limiter,
 };
 use crate::hss::transport::credentials::{CredentialError, CredentialProvider};
+use crate::pipeline::listing::ListingMemory;
 use crate::pipeline::{Pipeline, TargetApi};
 use crate::store::{self, Store};
 
@@ -158,6 +159,7 @@ impl Startup {
             store,
             targets,
             clock: self.clock,
+            listings: Arc::default(),
         })
     }
 }
@@ -200,6 +202,9 @@ pub struct App {
     pub clock: Clock,
     /// When this process started (ms).
     pub started_at: i64,
+    /// What this process remembers of its listings (which were its first, which targets
+    /// fell back to full listings); a reload keeps it.
+    pub listings: Arc<ListingMemory>,
 }
 
 impl App {
@@ -211,6 +216,7 @@ impl App {
             targets: &self.targets,
             clock: &self.clock,
             started_at: self.started_at,
+            listings: &self.listings,
         }
     }
 

@@ -444,6 +444,45 @@ image_types = ["private_image"]
     }
 
     #[test]
+    fn the_incremental_keys_load_and_a_bad_value_names_its_key() {
+        let settings = load(TARGET, &[]).unwrap();
+        assert_eq!(
+            (
+                settings.sync.incremental,
+                settings.sync.overlap,
+                settings.sync.full_every
+            ),
+            (
+                crate::config::IncrementalListing::Auto,
+                std::time::Duration::from_secs(600),
+                std::time::Duration::from_secs(86_400)
+            )
+        );
+        let text = format!("{TARGET}\n[sync]\nincremental = \"off\"\nfull_every = \"6h\"\n");
+        let settings = load(&text, &[("HSS_SCAND__SYNC__OVERLAP", "2m")]).unwrap();
+        assert_eq!(
+            settings.sync.incremental,
+            crate::config::IncrementalListing::Off
+        );
+        assert_eq!(
+            settings.sync.full_every,
+            std::time::Duration::from_secs(6 * 3600)
+        );
+        assert_eq!(settings.sync.overlap, std::time::Duration::from_secs(120));
+
+        let line = load_err(&format!("{TARGET}\n[sync]\nincremental = \"yes\"\n"), &[]);
+        assert!(
+            line.starts_with("config error in x.toml: sync.incremental:") && line.contains("auto"),
+            "{line}"
+        );
+        let line = load_err(TARGET, &[("HSS_SCAND__SYNC__FULL_EVERY", "daily")]);
+        assert!(
+            line.contains("sync.full_every: \"daily\" is not a duration"),
+            "{line}"
+        );
+    }
+
+    #[test]
     fn the_scan_scope_is_all_or_a_list_of_risks() {
         let scope = |text: &str| {
             load(&format!("{TARGET}\n[policy]\nscan_scope = {text}\n"), &[])

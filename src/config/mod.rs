@@ -180,13 +180,66 @@ pub struct ScheduleSettings {
     pub scan: String,
 }
 
-/// `[sync]`: how listings are trusted.
+/// `[sync]`: how listings are trusted, and when a sync reads only what changed.
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(deny_unknown_fields)]
 pub struct SyncSettings {
     /// The largest share (0..=1) of a target's present images of one type that one complete
     /// listing may mark deleted; more waits for the next complete listing to confirm it.
     pub max_delete_share: f64,
+    /// Whether syncs between two full listings read only what changed (current API only).
+    pub incremental: IncrementalListing,
+    /// How far an incremental sync's windows reach back before the previous sync's start.
+    #[serde(with = "values::duration")]
+    pub overlap: Duration,
+    /// A full listing at least this often (and after a restart, and after any listing that
+    /// did not complete).
+    #[serde(with = "values::duration")]
+    pub full_every: Duration,
+}
+
+/// `sync.incremental`: whether syncs between two full listings read only what changed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum IncrementalListing {
+    /// Incremental, until a full listing finds changes the incremental syncs missed; then
+    /// that target lists fully until the process restarts.
+    Auto,
+    /// Incremental, whatever the full listings find.
+    On,
+    /// Every sync is a full listing.
+    Off,
+}
+
+impl IncrementalListing {
+    const ALL: [IncrementalListing; 3] = [
+        IncrementalListing::Auto,
+        IncrementalListing::On,
+        IncrementalListing::Off,
+    ];
+
+    pub fn as_str(self) -> &'static str {
+        match self {
+            IncrementalListing::Auto => "auto",
+            IncrementalListing::On => "on",
+            IncrementalListing::Off => "off",
+        }
+    }
+}
+
+// By hand, so that a wrong value is answered with the values that are right.
+impl<'de> Deserialize<'de> for IncrementalListing {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let text = String::deserialize(d)?;
+        IncrementalListing::ALL
+            .into_iter()
+            .find(|mode| mode.as_str() == text)
+            .ok_or_else(|| {
+                serde::de::Error::custom(format!(
+                    "{text:?} is not one of \"auto\", \"on\", \"off\""
+                ))
+            })
+    }
 }
 
 // A share is validated to be 0..=1, so never NaN: equality is total.

@@ -293,6 +293,8 @@ mod tests {
             ("policy.latest_only", Scalar::Boolean),
             ("policy.scan_scope", Scalar::String),
             ("sync.max_delete_share", Scalar::Float),
+            ("sync.incremental", Scalar::String),
+            ("sync.full_every", Scalar::String),
             ("hss.endpoint", Scalar::String),
         ] {
             assert_eq!(schema.scalar_at(key), Some(scalar), "{key}");

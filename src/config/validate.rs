@@ -44,6 +44,19 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     cron("schedule.sync", &settings.schedule.sync)?;
     cron("schedule.scan", &settings.schedule.scan)?;
     share("sync.max_delete_share", settings.sync.max_delete_share)?;
+    positive("sync.overlap", settings.sync.overlap)?;
+    positive("sync.full_every", settings.sync.full_every)?;
+    if settings.sync.overlap >= settings.sync.full_every {
+        return Err(invalid(
+            "sync.overlap",
+            format!(
+                "is {}, not shorter than sync.full_every ({}): every incremental window would \
+                 reach back past the full listing before it; make it a few minutes",
+                humantime::format_duration(settings.sync.overlap),
+                humantime::format_duration(settings.sync.full_every)
+            ),
+        ));
+    }
     policy(&settings.policy)?;
     positive("daemon.shutdown_grace", settings.daemon.shutdown_grace)?;
     lease(&settings.daemon)?;
@@ -517,6 +530,28 @@ image_types = ["instance_image"]
                 rule,
             ];
         });
+    }
+
+    #[test]
+    fn incremental_windows_need_an_overlap_shorter_than_the_full_listing_interval() {
+        assert_rejected("sync.overlap", "longer than 0s", |s| {
+            s.sync.overlap = Duration::ZERO
+        });
+        assert_rejected("sync.full_every", "longer than 0s", |s| {
+            s.sync.full_every = Duration::ZERO
+        });
+        assert_rejected(
+            "sync.overlap",
+            "not shorter than sync.full_every (1h)",
+            |s| {
+                s.sync.overlap = Duration::from_secs(3600);
+                s.sync.full_every = Duration::from_secs(3600);
+            },
+        );
+        let mut fine = valid();
+        fine.sync.overlap = Duration::from_secs(60);
+        fine.sync.full_every = Duration::from_secs(3600);
+        assert_eq!(settings(&fine), Ok(()));
     }
 
     #[test]

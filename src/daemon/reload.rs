@@ -55,6 +55,8 @@ impl Daemon {
             targets,
             clock: old.clock.clone(),
             started_at: old.started_at,
+            // A reload is not a restart: the next syncs may stay incremental.
+            listings: Arc::clone(&old.listings),
         });
         *self
             .app

@@ -93,6 +93,12 @@ impl ImageSource for AutoApi {
     async fn page(&self, request: &PageRequest) -> Result<ImagePage, SourceError> {
         self.source().await?.page(request).await
     }
+
+    fn lists_changes(&self) -> bool {
+        // Before the first call decides, nothing is promised: that first sync of the
+        // process is a full listing anyway.
+        self.decided.get() == Some(&ApiInUse::Current)
+    }
 }
 
 #[async_trait]

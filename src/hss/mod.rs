@@ -50,6 +50,52 @@ pub struct PageRequest {
     pub image_type: ImageType,
     pub offset: u32,
     pub limit: u32,
+    /// Only the images whose time lies in this window (an incremental listing); `None`:
+    /// every image. Only a source that [`ImageSource::lists_changes`] takes one.
+    pub window: Option<ChangeWindow>,
+}
+
+/// Which of an image's times a [`ChangeWindow`] is about.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub enum ChangeTime {
+    /// `latest_update_time`: the tag was pushed (or pushed again).
+    Update,
+    /// `latest_sync_time`: a sync of HSS with the registry brought or changed the record.
+    Sync,
+    /// `latest_scan_time`: a scan completed.
+    Scan,
+}
+
+impl ChangeTime {
+    /// Every time an incremental listing asks about, in the order it asks.
+    pub const ALL: [ChangeTime; 3] = [ChangeTime::Update, ChangeTime::Sync, ChangeTime::Scan];
+
+    /// The field's name on the wire and in reports.
+    pub fn field(self) -> &'static str {
+        match self {
+            ChangeTime::Update => "latest_update_time",
+            ChangeTime::Sync => "latest_sync_time",
+            ChangeTime::Scan => "latest_scan_time",
+        }
+    }
+
+    /// This time of `image`, if it has one.
+    pub fn of(self, image: &Image) -> Option<i64> {
+        match self {
+            ChangeTime::Update => image.latest_update_time,
+            ChangeTime::Sync => image.latest_sync_time,
+            ChangeTime::Scan => image.latest_scan_time,
+        }
+    }
+}
+
+/// The images whose `time` lies in `start..=end`, epoch ms, both bounds given: a fixed end
+/// keeps the set still while it is paged through, whatever changes meanwhile.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+pub struct ChangeWindow {
+    pub time: ChangeTime,
+    pub start: i64,
+    pub end: i64,
 }
 
 /// A listing (or reading) call that failed; the caller records why and moves on.
@@ -109,6 +155,12 @@ pub trait ImageSource: Send + Sync + fmt::Debug {
 
     /// One page of the images of one type.
     async fn page(&self, request: &PageRequest) -> Result<ImagePage, SourceError>;
+
+    /// Whether [`ImageSource::page`] takes a [`ChangeWindow`] now, so that a sync can read
+    /// only what changed. The deprecated API has no such filters: it never does.
+    fn lists_changes(&self) -> bool {
+        false
+    }
 }
 
 /// Asked right before each attempt of a billed call goes on the wire (after the rate limit's

@@ -1,11 +1,12 @@
 //! The pipeline, in data-flow order: [`account`] reads what each target's HSS project says
-//! about itself, [`sync`] pages HSS's image list into the inventory, [`reconcile`] moves our
-//! submissions on after a complete sync and [`tasks`] follows the scan tasks HSS made of
-//! them, [`plan`] streams the inventory through the pure policy, and [`submit`] cuts the plan
+//! about itself, [`sync`] pages HSS's image list into the inventory (all of it, or what
+//! changed, as [`listing`] decides), [`reconcile`] moves our submissions on after a complete
+//! sync and [`tasks`] follows the scan tasks HSS made of them, [`plan`] streams the inventory through the pure policy, and [`submit`] cuts the plan
 //! into batches for HSS. No stage imports a later one; this file is the only place that
 //! sequences them, and the daemon and the CLI only decide when.
 
 pub mod account;
+pub mod listing;
 pub mod plan;
 pub mod reconcile;
 pub mod report;
@@ -43,7 +44,7 @@ impl fmt::Debug for TargetApi {
 }
 
 /// What the jobs run against: the settings in force, the store, every target's ports, the
-/// clock, and when this process started (ms).
+/// clock, when this process started (ms), and what it remembers of its listings.
 #[derive(Debug, Clone, Copy)]
 pub struct Pipeline<'a> {
     pub settings: &'a Settings,
@@ -51,6 +52,7 @@ pub struct Pipeline<'a> {
     pub targets: &'a [TargetApi],
     pub clock: &'a Clock,
     pub started_at: i64,
+    pub listings: &'a listing::ListingMemory,
 }
 
 impl Pipeline<'_> {
@@ -66,11 +68,8 @@ impl Pipeline<'_> {
 
     async fn sync_targets(&self, shutdown: &Shutdown) -> Result<SyncAllReport, StoreError> {
         let mut all = SyncAllReport::default();
-        let options = sync::SyncOptions {
-            page_size: self.settings.hss.page_size,
-            max_delete_share: self.settings.sync.max_delete_share,
-        };
         let grace = self.settings.policy.submit_grace;
+        let options = sync::SyncOptions::from_settings(self.settings);
         for api in self.targets {
             if shutdown.is_requested() {
                 all.stopped_before.push(api.target.name.clone());
@@ -79,11 +78,21 @@ impl Pipeline<'_> {
             let started = Instant::now();
             all.surveys
                 .push(account::survey(self.store, api, self.clock, self.started_at).await?);
-            let reports =
-                sync::sync_target(self.store, &api.images, &api.target, options, self.clock)
-                    .await?;
+            let reports = sync::sync_target(
+                self.store,
+                &api.images,
+                &api.target,
+                options,
+                self.clock,
+                self.listings,
+            )
+            .await?;
             for mut report in reports {
                 if report.outcome == crate::store::SyncOutcome::Complete {
+                    let seen = match report.listing.kind {
+                        crate::store::ListingKind::Full => reconcile::Seen::Everything,
+                        crate::store::ListingKind::Incremental => reconcile::Seen::Changes,
+                    };
                     report.reconciled = Some(
                         reconcile::reconcile(
                             self.store,
@@ -91,6 +100,7 @@ impl Pipeline<'_> {
                             &report.image_type,
                             report.started_at,
                             grace,
+                            seen,
                         )
                         .await?,
                     );

@@ -1,6 +1,13 @@
 //! Reconciliation: after a complete sync of a target and type, move our open submissions of
-//! it on from what HSS now shows. Only a complete listing can say that an image vanished or
-//! that a batch whose answer never came was never received.
+//! it on from what HSS now shows. Only a complete full listing can say that an image vanished
+//! or that a batch whose answer never came was never received.
+//!
+//! A complete incremental listing moves submissions on too, from what it did read: an image
+//! whose scan finished shows a new scan time and is in its scan window, which reaches back to
+//! our oldest open submission. What it did not read it knows nothing about, so after it an
+//! image that looks unmoved is never judged lost — the store simply has not heard of it
+//! since — and it waits for the next full listing, which [`super::listing`] makes the next
+//! sync once such a submission's grace is over.
 //!
 //! The protocol, from the item's point of view: when a batch is recorded, each item keeps the
 //! image as it was (`status_before`, `scan_time_before`) and our previous submission time. A
@@ -17,12 +24,20 @@ use crate::domain::clock::ms;
 use crate::domain::{ImageType, ScanStatus};
 use crate::store::{BatchStatus, ItemOutcome, OpenItem, Store, StoreError};
 
-/// The outcome of an open item, judged by a sync of its target and type that started at
-/// `sync_started_at` and listed every page; `None` while it is still open.
+/// What a complete sync read: every image, or only those in its windows.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Seen {
+    Everything,
+    Changes,
+}
+
+/// The outcome of an open item, judged by a complete sync of its target and type that
+/// started at `sync_started_at` and read `seen`; `None` while it is still open.
 pub fn decide(
     item: &OpenItem,
     sync_started_at: i64,
     submit_grace: Duration,
+    seen: Seen,
 ) -> Option<ItemOutcome> {
     if item.deleted {
         return Some(ItemOutcome::Vanished);
@@ -36,7 +51,9 @@ pub fn decide(
     if unchanged {
         // An unanswered batch whose images did not move was never received. An accepted one
         // that did not move is left to `scanning_timeout`, rather than paid for again now.
-        return (item.batch_status == BatchStatus::Pending).then_some(ItemOutcome::Lost);
+        // Unmoved is only proved by a listing of every image.
+        return (item.batch_status == BatchStatus::Pending && seen == Seen::Everything)
+            .then_some(ItemOutcome::Lost);
     }
     match item.scan_status {
         ScanStatus::Success => Some(ItemOutcome::Success),
@@ -46,7 +63,7 @@ pub fn decide(
 }
 
 /// Moves the submissions of one target and type on, from a complete sync that started at
-/// `sync_started_at`.
+/// `sync_started_at` and read `seen`.
 #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
 pub async fn reconcile(
     store: &Store,
@@ -54,11 +71,12 @@ pub async fn reconcile(
     image_type: &ImageType,
     sync_started_at: i64,
     submit_grace: Duration,
+    seen: Seen,
 ) -> Result<Reconciled, StoreError> {
     let mut done = Reconciled::default();
     let mut closing = Vec::new();
     for item in store.open_items(target, image_type).await? {
-        match decide(&item, sync_started_at, submit_grace) {
+        match decide(&item, sync_started_at, submit_grace, seen) {
             None => done.still_open += 1,
             Some(outcome) => {
                 match outcome {
@@ -184,10 +202,24 @@ mod tests {
             ),
         ];
         for (name, item, sync_started, want) in cases {
-            assert_eq!(decide(&item, sync_started, GRACE), want, "{name}");
+            assert_eq!(
+                decide(&item, sync_started, GRACE, Seen::Everything),
+                want,
+                "{name}"
+            );
+            // An incremental listing decides the same, except that it never proves a loss.
+            let incremental = want.filter(|outcome| *outcome != ItemOutcome::Lost);
+            assert_eq!(
+                decide(&item, sync_started, GRACE, Seen::Changes),
+                incremental,
+                "{name}, incremental"
+            );
         }
         let mut gone = item(BatchStatus::Sent, ("unscan", None), ("unscan", None));
         gone.deleted = true;
-        assert_eq!(decide(&gone, EARLY, GRACE), Some(ItemOutcome::Vanished));
+        assert_eq!(
+            decide(&gone, EARLY, GRACE, Seen::Everything),
+            Some(ItemOutcome::Vanished)
+        );
     }
 }

@@ -9,7 +9,7 @@ use serde::Serialize;
 use super::account::Survey;
 use super::tasks::TasksFollowed;
 use crate::domain::{DueReason, ImageType};
-use crate::store::{SyncOutcome, SyncRunCounts};
+use crate::store::{ListingKind, SyncListing, SyncOutcome, SyncRunCounts};
 
 /// How one target and image type was synced.
 #[derive(Debug, Clone, Serialize)]
@@ -24,6 +24,9 @@ pub struct SyncReport {
     /// What went wrong, if anything (also when the listing still completed, e.g. a failed
     /// `trigger_swr_sync`).
     pub error: Option<String>,
+    /// Whether it listed every image or what changed, why, and (a full listing) how many
+    /// changes the incremental listings before it missed.
+    pub listing: SyncListing,
     /// How our submissions moved on; only a complete sync can tell, so the pipeline fills
     /// this in after one.
     pub reconciled: Option<Reconciled>,
@@ -36,16 +39,19 @@ impl SyncReport {
     }
 }
 
-/// `sync <target> <type> <outcome>: N pages, …`: one line of `hss-scand sync`.
+/// `sync <target> <type> <outcome> (<listing>: <why>): N pages, …`: one line of
+/// `hss-scand sync`.
 impl fmt::Display for SyncReport {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         let c = &self.counts;
         write!(
             f,
-            "sync {} {} {}: {} pages, {} listed of {}, {} new, {} changed, {} restored, {} deleted",
+            "sync {} {} {} ({}: {}): {} pages, {} listed of {}, {} new, {} changed, {} restored, {} deleted",
             self.target,
             self.image_type,
             self.outcome.as_str(),
+            self.listing.kind.as_str(),
+            self.listing.reason,
             c.pages,
             c.seen,
             c.total_num
@@ -60,6 +66,13 @@ impl fmt::Display for SyncReport {
         }
         if c.unreadable_fields > 0 {
             write!(f, ", {} unreadable fields", c.unreadable_fields)?;
+        }
+        if self.listing.missed > 0 {
+            write!(
+                f,
+                ", {} changes the incremental listings missed",
+                self.listing.missed
+            )?;
         }
         if let Some(rec) = &self.reconciled
             && rec.success + rec.failed + rec.lost + rec.vanished > 0
@@ -108,8 +121,13 @@ impl SyncAllReport {
         let sum = |f: fn(&SyncRunCounts) -> i64| -> i64 {
             self.reports.iter().map(|r| f(&r.counts)).sum()
         };
+        let incremental = self
+            .reports
+            .iter()
+            .filter(|r| r.listing.kind == ListingKind::Incremental)
+            .count();
         let mut summary = format!(
-            "sync finished: {} listing(s), {} complete, {} partial, {} failed; {} images seen, {} new, {} changed, {} deleted",
+            "sync finished: {} listing(s) ({incremental} incremental), {} complete, {} partial, {} failed; {} images seen, {} new, {} changed, {} deleted",
             self.reports.len(),
             count(SyncOutcome::Complete),
             count(SyncOutcome::Partial),
@@ -119,6 +137,12 @@ impl SyncAllReport {
             sum(|c| c.changed),
             sum(|c| c.deleted),
         );
+        let missed: i64 = self.reports.iter().map(|r| r.listing.missed).sum();
+        if missed > 0 {
+            summary.push_str(&format!(
+                "; {missed} changes the incremental listings missed"
+            ));
+        }
         if !self.stopped_before.is_empty() {
             summary.push_str(&format!(
                 "; stopped before {} target(s) for shutdown",

@@ -3,6 +3,14 @@
 //! submissions is [`super::reconcile`]'s business, which the pipeline runs after a complete
 //! sync.
 //!
+//! A sync lists every image (a full listing) or, between two full listings on the current
+//! API, only the images whose update, sync or scan time lies in a window since the previous
+//! sync (an incremental listing); [`super::listing`] decides which, and why. An incremental
+//! listing is three filtered listings, one per window, each held to the rules below on its
+//! own (`total_num` is per filter), and an image two windows list is written once. It never
+//! deletes: absence from a window proves nothing. A full listing after incremental ones also
+//! counts the changes they missed.
+//!
 //! Three rules keep the inventory true when HSS misbehaves.
 //! - A listing is complete only when every page came back without error with the same
 //!   `total_num`, every record was well-formed and of the type asked for, no image was listed
@@ -18,14 +26,18 @@
 
 use std::collections::{HashMap, HashSet};
 use std::sync::Arc;
+use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
 
+use super::listing::{self, ListingMemory, MissCheck, Plan};
 use super::report::SyncReport;
+use crate::config::{IncrementalListing, Settings};
+use crate::domain::Image;
 use crate::domain::{Clock, ImageType, Target};
-use crate::hss::{ImagePage, ImageSource, PageRequest, SourceError};
-use crate::store::{PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts};
+use crate::hss::{ChangeWindow, ImagePage, ImageSource, PageRequest, SourceError};
+use crate::store::{ListingKind, PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts};
 
 /// Pages in flight at once. The client's rate limit still applies; this only bounds memory
 /// and lets parsing overlap with writing.
@@ -36,7 +48,7 @@ pub const PAGE_CONCURRENCY: usize = 4;
 /// which the next sync writes again.
 const ROWS_PER_TRANSACTION: usize = 4_000;
 
-/// How to sync (from `[hss]` and `[sync]`).
+/// How to sync (from `[hss]`, `[sync]` and `[policy]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SyncOptions {
     /// Images per list call.
@@ -44,6 +56,31 @@ pub struct SyncOptions {
     /// The largest share of a target's present images of one type a complete listing may
     /// delete at once; more is held back until the next complete listing confirms it.
     pub max_delete_share: f64,
+    /// Whether syncs between full listings list only what changed.
+    pub incremental: IncrementalListing,
+    /// How far an incremental window reaches back before the previous sync's start.
+    pub overlap: Duration,
+    /// A full listing at least this often.
+    pub full_every: Duration,
+    /// How long HSS may take to show it received a submission (`policy.submit_grace`).
+    pub submit_grace: Duration,
+    /// How long a submission is followed (`policy.scanning_timeout`).
+    pub scanning_timeout: Duration,
+}
+
+impl SyncOptions {
+    /// The options `settings` give.
+    pub fn from_settings(settings: &Settings) -> SyncOptions {
+        SyncOptions {
+            page_size: settings.hss.page_size,
+            max_delete_share: settings.sync.max_delete_share,
+            incremental: settings.sync.incremental,
+            overlap: settings.sync.overlap,
+            full_every: settings.sync.full_every,
+            submit_grace: settings.policy.submit_grace,
+            scanning_timeout: settings.policy.scanning_timeout,
+        }
+    }
 }
 
 /// Syncs every image type of `target`, one after the other. A type that fails does not stop
@@ -54,21 +91,71 @@ pub async fn sync_target(
     target: &Target,
     options: SyncOptions,
     clock: &Clock,
+    memory: &ListingMemory,
 ) -> Result<Vec<SyncReport>, StoreError> {
     let mut reports = Vec::with_capacity(target.image_types.len());
     for image_type in &target.image_types {
-        reports.push(sync_image_type(store, source, target, image_type, options, clock).await?);
+        let report =
+            sync_image_type(store, source, target, image_type, options, clock, memory).await?;
+        reports.push(report);
     }
     Ok(reports)
 }
 
-/// What the store had of one image, and whether this listing has shown it.
+/// What the store had of one image, and which of this sync's listings showed it first.
 struct Known {
     /// `None` for an image this sync inserted.
     row_id: Option<i64>,
     content_hash: i64,
     deleted: bool,
-    listed: bool,
+    /// 0: not listed yet; else the number of the listing (window) that listed it.
+    listed_in: u8,
+}
+
+/// Decides how this sync of `target` and `image_type` lists (see [`super::listing`]).
+async fn plan_listing(
+    store: &Store,
+    source: &Arc<dyn ImageSource>,
+    target: &Target,
+    image_type: &ImageType,
+    options: SyncOptions,
+    memory: &ListingMemory,
+    now: i64,
+) -> Result<Plan, StoreError> {
+    let first_of_process = memory.first_listing(&target.name, image_type);
+    let lists_changes = source.lists_changes();
+    if !lists_changes
+        && !first_of_process
+        && options.incremental != IncrementalListing::Off
+        && memory.tell_no_filters(&target.name)
+    {
+        tracing::debug!(
+            target = %target.name,
+            "the deprecated API has no time filters: every sync of this target is a full listing"
+        );
+    }
+    let history = store.listing_history(&target.name, image_type).await?;
+    // Reading the open items costs a query; only a sync that could be incremental needs them.
+    let could_be_incremental =
+        lists_changes && !first_of_process && options.incremental != IncrementalListing::Off;
+    let open = if could_be_incremental {
+        store.open_items(&target.name, image_type).await?
+    } else {
+        Vec::new()
+    };
+    Ok(listing::plan(&listing::Inputs {
+        setting: options.incremental,
+        lists_changes,
+        first_of_process,
+        fell_back: memory.fell_back(&target.name),
+        history: &history,
+        now,
+        overlap: options.overlap,
+        full_every: options.full_every,
+        unsettled: listing::unsettled(&open, history.last_complete_full, now, options.submit_grace),
+        oldest_in_flight: open.iter().map(|item| item.submitted_at).min(),
+        scanning_timeout: options.scanning_timeout,
+    }))
 }
 
 #[tracing::instrument(skip_all, fields(target = %target.name, image_type = %image_type))]
@@ -79,9 +166,15 @@ pub async fn sync_image_type(
     image_type: &ImageType,
     options: SyncOptions,
     clock: &Clock,
+    memory: &ListingMemory,
 ) -> Result<SyncReport, StoreError> {
     let started_at = clock.now_ms();
+    let plan = plan_listing(
+        store, source, target, image_type, options, memory, started_at,
+    )
+    .await?;
     let run_id = store.start_sync_run(&target.name, image_type).await?;
+    store.record_sync_listing(run_id, &plan.record(0)).await?;
     let mut notes = Vec::new();
     if target.trigger_swr_sync
         && let Err(err) = source.refresh(image_type).await
@@ -90,41 +183,49 @@ pub async fn sync_image_type(
         notes.push(format!("trigger_swr_sync: {err}"));
     }
 
-    let loading = std::time::Instant::now();
-    let known: HashMap<i64, Known> = store
-        .known_images(&target.name, image_type)
-        .await?
-        .into_iter()
-        .map(|(key, k)| {
-            let known = Known {
-                row_id: Some(k.row_id),
-                content_hash: k.content_hash,
-                deleted: k.deleted,
-                listed: false,
-            };
-            (key, known)
-        })
-        .collect();
-    tracing::debug!(
-        known = known.len(),
-        elapsed_ms = loading.elapsed().as_millis() as u64,
-        "inventory index loaded"
-    );
+    let (known, check) = match &plan {
+        Plan::Full { check, .. } => {
+            let loading = std::time::Instant::now();
+            let known = load_known(store, &target.name, image_type).await?;
+            tracing::debug!(
+                known = known.len(),
+                elapsed_ms = loading.elapsed().as_millis() as u64,
+                "inventory index loaded"
+            );
+            (known, check.clone())
+        }
+        // An incremental listing looks up only the images it lists, page by page.
+        Plan::Incremental { .. } => (HashMap::new(), None),
+    };
     let mut diff = InventoryDiff {
         store,
         target: &target.name,
         image_type,
         known,
+        look_up: matches!(plan, Plan::Incremental { .. }),
+        listing: 1,
         counts: SyncRunCounts::default(),
         distinct: 0,
         doubts: Doubts::default(),
         queued: Vec::with_capacity(ROWS_PER_TRANSACTION + 200),
+        check,
+        suspects: Vec::new(),
     };
-    let listing = list_pages(source, image_type, options.page_size, &mut diff).await?;
+    let listing = match &plan {
+        Plan::Full { .. } => {
+            list_pages(source, image_type, options.page_size, None, &mut diff).await?
+        }
+        Plan::Incremental { windows, .. } => {
+            list_windows(source, image_type, options.page_size, windows, &mut diff).await?
+        }
+    };
     // Whatever was listed is written, complete or not: it is what HSS says now.
     diff.write_queued().await?;
     let InventoryDiff {
-        known, mut counts, ..
+        known,
+        mut counts,
+        check,
+        ..
     } = diff;
 
     let outcome = match listing {
@@ -136,12 +237,14 @@ pub async fn sync_image_type(
             notes.push(reason);
             SyncOutcome::Partial
         }
+        // Only a listing of every image can show that one is gone.
+        ListingEnd::Complete if plan.kind() == ListingKind::Incremental => SyncOutcome::Complete,
         ListingEnd::Complete => {
             let present = known.values().filter(|k| k.row_id.is_some() && !k.deleted);
             let present = present.count();
             let vanished: Vec<i64> = known
                 .values()
-                .filter(|k| !k.listed && !k.deleted)
+                .filter(|k| k.listed_in == 0 && !k.deleted)
                 .filter_map(|k| k.row_id)
                 .collect();
             let deletions =
@@ -155,6 +258,31 @@ pub async fn sync_image_type(
             SyncOutcome::Complete
         }
     };
+    let missed = check.as_ref().map_or(0, |c| c.missed);
+    if let Some(check) = check.as_ref().filter(|c| c.missed > 0) {
+        let falls_back = options.incremental == IncrementalListing::Auto;
+        if falls_back {
+            memory.fall_back(&target.name, check.missed);
+        }
+        tracing::warn!(
+            target = %target.name,
+            image_type = %image_type,
+            missed = check.missed,
+            incremental_listings = check.listings,
+            examples = %check.examples.join(", "),
+            "this full listing found {} change(s) that the incremental listings since the \
+             previous full listing should have read and did not (e.g. {}); {}",
+            check.missed,
+            check.examples.join(", "),
+            if falls_back {
+                "this target lists fully until hss-scand restarts (sync.incremental = \"auto\")"
+            } else {
+                "incremental listing stays on (sync.incremental = \"on\")"
+            }
+        );
+    }
+    let recorded = plan.record(missed);
+    store.record_sync_listing(run_id, &recorded).await?;
     let error = (!notes.is_empty()).then(|| notes.join("; "));
     store
         .finish_sync_run(run_id, outcome, &counts, error.as_deref())
@@ -162,6 +290,8 @@ pub async fn sync_image_type(
     tracing::info!(
         run = run_id,
         outcome = outcome.as_str(),
+        listing = recorded.kind.as_str(),
+        listing_reason = recorded.reason.as_str(),
         pages = counts.pages,
         total = counts.total_num,
         seen = counts.seen,
@@ -170,6 +300,7 @@ pub async fn sync_image_type(
         restored = counts.restored,
         deleted = counts.deleted,
         held = counts.held,
+        missed,
         unreadable_fields = counts.unreadable_fields,
         error = error.as_deref().unwrap_or(""),
         "sync finished"
@@ -182,8 +313,59 @@ pub async fn sync_image_type(
         outcome,
         counts,
         error,
+        listing: recorded,
         reconciled: None,
     })
+}
+
+/// Everything the store knows of a target and type, for a full listing to compare with.
+async fn load_known(
+    store: &Store,
+    target: &str,
+    image_type: &ImageType,
+) -> Result<HashMap<i64, Known>, StoreError> {
+    Ok(store
+        .known_images(target, image_type)
+        .await?
+        .into_iter()
+        .map(|(key, k)| {
+            let known = Known {
+                row_id: Some(k.row_id),
+                content_hash: k.content_hash,
+                deleted: k.deleted,
+                listed_in: 0,
+            };
+            (key, known)
+        })
+        .collect())
+}
+
+/// The windows of an incremental listing, one filtered listing each, in order; the first
+/// that does not complete ends the sync (partial, or failed if nothing was listed).
+async fn list_windows(
+    source: &Arc<dyn ImageSource>,
+    image_type: &ImageType,
+    page_size: u32,
+    windows: &[ChangeWindow],
+    diff: &mut InventoryDiff<'_>,
+) -> Result<ListingEnd, StoreError> {
+    for (n, window) in windows.iter().enumerate() {
+        diff.start_listing(u8::try_from(n + 1).unwrap_or(u8::MAX));
+        let field = window.time.field();
+        match list_pages(source, image_type, page_size, Some(*window), diff).await? {
+            ListingEnd::Complete => {}
+            ListingEnd::Failed(err) if n == 0 => return Ok(ListingEnd::Failed(err)),
+            ListingEnd::Failed(err) => {
+                return Ok(ListingEnd::Partial(format!(
+                    "the {field} window could not be listed: {err}"
+                )));
+            }
+            ListingEnd::Partial(reason) => {
+                return Ok(ListingEnd::Partial(format!("the {field} window: {reason}")));
+            }
+        }
+    }
+    Ok(ListingEnd::Complete)
 }
 
 /// What a complete listing did with the images it no longer showed.
@@ -255,16 +437,20 @@ enum ListingEnd {
     Failed(SourceError),
 }
 
+/// One listing, every image or those in `window`, paged to its end (see the module doc for
+/// when it is complete).
 async fn list_pages(
     source: &Arc<dyn ImageSource>,
     image_type: &ImageType,
     page_size: u32,
+    window: Option<ChangeWindow>,
     diff: &mut InventoryDiff<'_>,
 ) -> Result<ListingEnd, StoreError> {
     let request = |offset: u32| PageRequest {
         image_type: image_type.clone(),
         offset,
         limit: page_size,
+        window,
     };
     let first = match source.page(&request(0)).await {
         Ok(page) => page,
@@ -276,7 +462,8 @@ async fn list_pages(
             "HSS sent no readable total_num, so the listing cannot be proved complete".into(),
         ));
     };
-    diff.counts.total_num = Some(total);
+    // An incremental sync's total is the sum of its windows' (an image in two counts twice).
+    diff.counts.total_num = Some(diff.counts.total_num.unwrap_or(0) + total);
     let first_len = first.images.len();
     diff.absorb_page(first).await?;
     if let Some(short) = short_page(0, first_len, page_size, total) {
@@ -412,22 +599,38 @@ impl Doubts {
     }
 }
 
-/// One sync's comparison of the listing with the store: what the store had (two hashes and a
-/// row id per image), the counts, what makes the listing doubtful, and the images queued to be
-/// written.
+/// One sync's comparison of its listings with the store: what the store had (two hashes and
+/// a row id per image), the counts, what makes a listing doubtful, the images queued to be
+/// written, and the self-check's suspects.
 struct InventoryDiff<'a> {
     store: &'a Store,
     target: &'a str,
     image_type: &'a ImageType,
     known: HashMap<i64, Known>,
+    /// `known` starts empty and each page's images are looked up (an incremental listing).
+    look_up: bool,
+    /// The number of the listing being read (1 for a full listing, 1..=3 for the windows).
+    listing: u8,
     counts: SyncRunCounts,
-    /// Distinct, well-formed images of the type asked for.
+    /// Distinct, well-formed images of the type asked for, in the listing being read.
     distinct: i64,
     doubts: Doubts,
     queued: Vec<PreparedImage>,
+    /// A full listing's check of the incremental listings before it.
+    check: Option<MissCheck>,
+    /// Queued images that changed, with a time early enough to be a missed change: judged
+    /// against their stored times right before they are written over.
+    suspects: Vec<(i64, Image)>,
 }
 
 impl InventoryDiff<'_> {
+    /// The next listing of this sync (a window) starts: an image it lists again is not
+    /// listed twice, unless it lists it twice itself.
+    fn start_listing(&mut self, listing: u8) {
+        self.listing = listing;
+        self.distinct = 0;
+    }
+
     /// Compares a page with what the store knows; queues new, changed and returning images.
     /// Records that cannot be trusted are counted and never written.
     async fn absorb_page(&mut self, page: ImagePage) -> Result<(), StoreError> {
@@ -435,6 +638,7 @@ impl InventoryDiff<'_> {
         counts.pages += 1;
         counts.seen += page.images.len() as i64;
         counts.unreadable_fields += i64::from(page.unreadable_fields);
+        let mut trusted = Vec::with_capacity(page.images.len());
         for image in page.images {
             if image.image_type != *self.image_type {
                 self.doubts.foreign += 1;
@@ -465,34 +669,53 @@ impl InventoryDiff<'_> {
                 });
                 continue;
             }
-            let prepared = PreparedImage::new(image);
+            trusted.push(PreparedImage::new(image));
+        }
+        if self.look_up {
+            self.look_up_page(&trusted).await?;
+        }
+        let counts = &mut self.counts;
+        for prepared in trusted {
             match self.known.get_mut(&prepared.key_hash) {
-                Some(k) if k.listed => {
+                Some(k) if k.listed_in == self.listing => {
                     self.doubts.repeated += 1;
                     let i = &prepared.image;
                     self.doubts.note(|| {
                         format!("{}/{}:{} twice", i.namespace, i.image_name, i.image_version)
                     });
                 }
+                // Another window of this sync listed it already, and it was written as that
+                // window showed it; a change since then falls in the next sync's windows.
+                Some(k) if k.listed_in != 0 => self.distinct += 1,
                 Some(k) => {
-                    k.listed = true;
+                    k.listed_in = self.listing;
                     self.distinct += 1;
-                    if k.deleted {
-                        counts.restored += 1;
-                        self.queued.push(prepared);
-                    } else if k.content_hash != prepared.content_hash {
-                        counts.changed += 1;
+                    let changed = k.content_hash != prepared.content_hash;
+                    if k.deleted || changed {
+                        if k.deleted {
+                            counts.restored += 1;
+                        } else {
+                            counts.changed += 1;
+                        }
+                        if let (Some(check), Some(row_id)) = (&self.check, k.row_id)
+                            && check.could_have_missed(&prepared.image)
+                        {
+                            self.suspects.push((row_id, prepared.image.clone()));
+                        }
                         self.queued.push(prepared);
                     }
                 }
                 None => {
                     counts.new += 1;
                     self.distinct += 1;
+                    if let Some(check) = &mut self.check {
+                        check.judge(&prepared.image, None);
+                    }
                     let known = Known {
                         row_id: None,
                         content_hash: prepared.content_hash,
                         deleted: false,
-                        listed: true,
+                        listed_in: self.listing,
                     };
                     self.known.insert(prepared.key_hash, known);
                     self.queued.push(prepared);
@@ -505,8 +728,41 @@ impl InventoryDiff<'_> {
         Ok(())
     }
 
-    /// Writes the queued images in one transaction.
+    /// Adds what the store has of the page's images that this sync has not seen yet.
+    async fn look_up_page(&mut self, page: &[PreparedImage]) -> Result<(), StoreError> {
+        let unseen: Vec<i64> = page
+            .iter()
+            .map(|p| p.key_hash)
+            .filter(|key| !self.known.contains_key(key))
+            .collect();
+        let found = self
+            .store
+            .known_images_by_key(self.target, self.image_type, &unseen)
+            .await?;
+        self.known.extend(found.into_iter().map(|(key, k)| {
+            let known = Known {
+                row_id: Some(k.row_id),
+                content_hash: k.content_hash,
+                deleted: k.deleted,
+                listed_in: 0,
+            };
+            (key, known)
+        }));
+        Ok(())
+    }
+
+    /// Writes the queued images in one transaction, after the self-check has judged the
+    /// suspects among them against what they replace.
     async fn write_queued(&mut self) -> Result<(), StoreError> {
+        if let Some(check) = &mut self.check
+            && !self.suspects.is_empty()
+        {
+            let rows: Vec<i64> = self.suspects.iter().map(|(row, _)| *row).collect();
+            let stored = self.store.stored_times(&rows).await?;
+            for (row, image) in self.suspects.drain(..) {
+                check.judge(&image, Some(&stored.get(&row).copied().unwrap_or_default()));
+            }
+        }
         self.store.upsert_images(self.target, &self.queued).await?;
         self.queued.clear();
         Ok(())

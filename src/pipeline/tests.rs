@@ -175,6 +175,7 @@ struct Rig {
     targets: Vec<TargetApi>,
     /// The leader lease, held for a day of the rig's clock.
     fence: Fence,
+    listings: super::listing::ListingMemory,
 }
 
 async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
@@ -216,6 +217,7 @@ async fn rig(images: usize, max_batch: usize, extra: &str) -> Rig {
         submitter,
         targets,
         fence,
+        listings: super::listing::ListingMemory::default(),
     }
 }
 
@@ -227,6 +229,7 @@ impl Rig {
             targets: &self.targets,
             clock: &self.clock,
             started_at: START,
+            listings: &self.listings,
         }
     }
 

@@ -7,7 +7,8 @@
 //! | `GET /sim/faults`, `PUT /sim/faults` | [`Faults`](super::Faults) | read or replace the random faults |
 //! | `POST /sim/fail-next` | [`ScriptedFault`](super::ScriptedFault) | script the next answers of an endpoint (replaces what is pending for it) |
 //! | `POST /sim/images/add`, `…/delete`, `…/restore` | `{"image_type": "private_image", "count": 5}` | change the account (any wire type, `harbor` and `jfrog` too) |
-//! | `POST /sim/churn` | [`Churn`](super::Churn): `{"share": 0.01}` or `{"new": 5, "repushed": 2, "deleted": 1, "rescanned": 3}` | move the account; answers a [`ChurnReport`](super::ChurnReport) |
+//! | `POST /sim/churn` | [`Churn`](super::Churn): `{"share": 0.01}` or `{"new": 5, "repushed": 2, "deleted": 1, "rescanned": 3}`, optionally `"backdate_ms": 3600000` | move the account; answers a [`ChurnReport`](super::ChurnReport) |
+//! | `GET /sim/clock`, `POST /sim/clock` | `{"advance_ms": 300000}` | read, or move forward, the simulator's clock; answers `{"now_ms": …, "frozen": …}` |
 //! | `POST /sim/credentials` | `{"ak": "…", "sk": "…", "token": null}` | accept another key pair |
 //! | `PUT /sim/pay-per-scan` | `{"enabled": false}` | the `image_pay_per_scan` switch |
 //! | `GET /sim/apis`, `PUT /sim/apis` | `{"deprecated_removed": true, "current_missing": false}` (either field) | make an API generation answer 404 `APIGW.0101` |
@@ -39,6 +40,7 @@ pub(crate) fn router() -> Router<Arc<Sim>> {
         .route("/images/{action}", post(images))
         .route("/credentials", post(credentials))
         .route("/churn", post(churn))
+        .route("/clock", get(clock).post(advance_clock))
         .route("/pay-per-scan", put(pay_per_scan))
         .route("/apis", get(apis).put(set_apis))
         .route("/scan-policy", get(scan_policy).put(set_scan_policy))
@@ -120,6 +122,9 @@ async fn churn(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
         Ok(churn) if !(0.0..=1.0).contains(&churn.share) => {
             ApiError::invalid("share", "must be between 0 and 1").into_response()
         }
+        Ok(churn) if churn.backdate_ms < 0 => {
+            ApiError::invalid("backdate_ms", "must not be negative").into_response()
+        }
         Ok(churn) => {
             let sim2 = Arc::clone(&sim);
             // A large churn walks the live lists: keep it off the async workers.
@@ -132,6 +137,34 @@ async fn churn(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
                     ApiError::server(axum::http::StatusCode::INTERNAL_SERVER_ERROR).into_response()
                 }
             }
+        }
+        Err(e) => e.into_response(),
+    }
+}
+
+fn clock_now(sim: &Sim) -> Response {
+    Json(json!({ "now_ms": sim.now_ms(), "frozen": sim.clock.is_frozen() })).into_response()
+}
+
+async fn clock(State(sim): State<Arc<Sim>>) -> Response {
+    clock_now(&sim)
+}
+
+#[derive(Deserialize)]
+struct ClockMove {
+    advance_ms: i64,
+}
+
+async fn advance_clock(State(sim): State<Arc<Sim>>, body: Bytes) -> Response {
+    match parse::<ClockMove>(&body) {
+        // Time that went back would turn finished scans into running ones.
+        Ok(step) if step.advance_ms < 0 => {
+            ApiError::invalid("advance_ms", "must not be negative").into_response()
+        }
+        Ok(step) => {
+            let now = sim.clock.advance(step.advance_ms);
+            tracing::debug!(advance_ms = step.advance_ms, now, "clock moved");
+            clock_now(&sim)
         }
         Err(e) => e.into_response(),
     }

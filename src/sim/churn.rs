@@ -1,7 +1,11 @@
 //! A moving account: new pushes, re-pushed tags, deletions and scans HSS runs on its own,
 //! applied to a share of the live images so that tests and benchmarks can follow a daemon
 //! through an account that changes under it. Every change stamps the simulator's current
-//! time in ms, so a client's time-window filters find exactly what changed.
+//! time in ms, so a client's time-window filters find exactly what changed — unless the
+//! churn is backdated: then the changes appear now but carry an earlier time, as a record
+//! does that HSS learns of late and stamps with the time its registry reported (the spec's
+//! warning about `latest_update_time`). A client's windows cannot see such changes, which
+//! is what a test of a client's self-check needs.
 //!
 //! Which images change is drawn from the seed and the number of churn calls so far, so two
 //! simulators with the same seed that are asked the same things change the same images. A
@@ -26,6 +30,9 @@ pub struct Churn {
     pub deleted: usize,
     /// Images HSS scanned on its own: a new `latest_scan_time` and outcome.
     pub rescanned: usize,
+    /// Stamp the changes this long before now (ms, ≥ 0): they are visible at once but their
+    /// `latest_update_time`, `latest_sync_time` and `latest_scan_time` lie in the past.
+    pub backdate_ms: i64,
 }
 
 impl Churn {
@@ -64,6 +71,7 @@ impl Dataset {
     /// Applies one churn at `now_ms`.
     pub fn churn(&mut self, churn: &Churn, failure_rate: f64, now_ms: i64) -> ChurnReport {
         let [new, repushed, deleted, rescanned] = churn.counts(self.live_total());
+        let stamp = now_ms.saturating_sub(churn.backdate_ms.max(0));
         self.churn_round += 1;
         let round = self.churn_round;
         let mut report = ChurnReport::default();
@@ -74,7 +82,7 @@ impl Dataset {
             touched.insert(index);
             let record = &mut self.records[index];
             record.generation = record.generation.wrapping_add(1);
-            record.update_ms = now_ms;
+            record.update_ms = stamp;
             record.flags |= FRESH;
             report.repushed += 1;
         }
@@ -93,7 +101,7 @@ impl Dataset {
             let record = &mut self.records[index];
             record.flags &= !SUBMITTED;
             record.attempts = record.attempts.saturating_add(1);
-            record.latest_scan_ms = now_ms;
+            record.latest_scan_ms = stamp;
             record.status = if unit(draw) < failure_rate {
                 Status::Failed
             } else {
@@ -106,7 +114,7 @@ impl Dataset {
         report.deleted = self.delete_indices(&victims);
         let templates = self.pick_with_repeats(round, 4, new);
         for template in templates {
-            self.push_like(template, now_ms);
+            self.push_like(template, stamp);
             report.new += 1;
         }
         self.version += 1;
@@ -233,6 +241,51 @@ mod tests {
             .filter(|&i| ds.is_live(i) && ds.digest(i) != digest_before[i])
             .count();
         assert_eq!(changed_digests, 100);
+    }
+
+    #[test]
+    fn a_backdated_churn_is_visible_now_but_stamped_earlier() {
+        let mut ds = dataset(6);
+        let later = NOW + 3_600_000;
+        let report = ds.churn(
+            &Churn {
+                new: 10,
+                repushed: 10,
+                rescanned: 10,
+                backdate_ms: 1_800_000,
+                ..Churn::default()
+            },
+            0.0,
+            later,
+        );
+        assert_eq!(report.live, 10_010, "the new images are listed at once");
+        let count = |start: i64| {
+            let window = Some(Window { start, end: None });
+            [
+                FilterSpec {
+                    update: window,
+                    ..FilterSpec::default()
+                },
+                FilterSpec {
+                    sync: window,
+                    ..FilterSpec::default()
+                },
+                FilterSpec {
+                    scan: window,
+                    ..FilterSpec::default()
+                },
+            ]
+            .map(|spec| {
+                ds.list(&Filter::new(&spec, &ds), Order::Id, 0, usize::MAX, later)
+                    .0
+            })
+        };
+        assert_eq!(
+            count(later - 60_000),
+            [0, 0, 0],
+            "no window of the last minute sees them"
+        );
+        assert_eq!(count(later - 1_800_000), [20, 20, 10]);
     }
 
     #[test]

@@ -17,7 +17,8 @@ use super::{Faults, Lifecycle, ScanPolicy, SimConfig, limits, spawn};
 ///
 /// Prints its base URL (`http://127.0.0.1:PORT`) as the first line of stdout; logs go to
 /// stderr. Test controls are served unauthenticated under /sim/ (stats, faults, fail-next,
-/// images/add|delete|restore, churn, credentials, pay-per-scan, apis, scan-policy, settings).
+/// images/add|delete|restore, churn, clock, credentials, pay-per-scan, apis, scan-policy,
+/// settings).
 #[derive(Debug, Clone, Parser)]
 #[command(name = "hss-sim", version)]
 pub struct SimArgs {
@@ -135,6 +136,11 @@ pub struct SimArgs {
     /// HSS in turn); 0 = a still account.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub churn_per_hour: u64,
+    /// Keep the simulator's clock still: it moves only by POST /sim/clock {"advance_ms": N},
+    /// so a client that runs on a clock of its own (a benchmark simulating hours) can keep it
+    /// in step. Without it the clock is the machine's (POST /sim/clock still moves it ahead).
+    #[arg(long)]
+    pub manual_clock: bool,
 }
 
 fn rate(text: &str) -> Result<f64, String> {
@@ -194,6 +200,7 @@ impl SimArgs {
                 registries: self.scan_policy_registries.clone(),
             },
             churn_per_hour: self.churn_per_hour,
+            manual_clock: self.manual_clock,
         }
     }
 }
@@ -297,6 +304,7 @@ mod tests {
             "7",
             "--churn-per-hour",
             "3600",
+            "--manual-clock",
         ])
         .unwrap();
         let c = args.config();
@@ -316,6 +324,13 @@ mod tests {
             }
         );
         assert_eq!(c.churn_per_hour, 3600);
+        assert!(c.manual_clock);
+        assert!(
+            !SimArgs::try_parse_from(["hss-sim"])
+                .unwrap()
+                .config()
+                .manual_clock
+        );
         for bad in [
             &["hss-sim", "--scan-policy-cycle", "5"][..],
             &["hss-sim", "--max-scan-task-items", "0"],

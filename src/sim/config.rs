@@ -55,6 +55,10 @@ pub struct SimConfig {
     /// Images changed per hour by a background churn (0 = none), split over new pushes,
     /// re-pushes, deletions and HSS's own rescans.
     pub churn_per_hour: u64,
+    /// The simulator's clock stands still from the start and moves only when told
+    /// (`SimHandle::advance_clock`, `POST /sim/clock`), so that a daemon on a manual clock
+    /// that is moved by the same amounts sees the same time.
+    pub manual_clock: bool,
 }
 
 impl Default for SimConfig {
@@ -81,6 +85,7 @@ impl Default for SimConfig {
             current_apis_missing: false,
             scan_policy: ScanPolicy::default(),
             churn_per_hour: 0,
+            manual_clock: false,
         }
     }
 }
@@ -112,6 +117,7 @@ impl fmt::Debug for SimConfig {
             .field("current_apis_missing", &self.current_apis_missing)
             .field("scan_policy", &self.scan_policy)
             .field("churn_per_hour", &self.churn_per_hour)
+            .field("manual_clock", &self.manual_clock)
             .finish()
     }
 }

@@ -24,6 +24,7 @@ mod auth;
 mod billing;
 pub mod churn;
 pub mod cli;
+mod clock;
 pub mod config;
 mod dataset;
 pub mod endpoint;
@@ -58,6 +59,7 @@ use tokio::sync::watch;
 use tokio::task::JoinHandle;
 
 pub use churn::{Churn, ChurnReport};
+pub use clock::SimClock;
 pub use config::{Lifecycle, SimConfig};
 pub use endpoint::Endpoint;
 pub use faults::{FaultKind, Faults, ScriptedFault};
@@ -123,6 +125,8 @@ impl Settings {
 pub(crate) struct Sim {
     project_id: String,
     seed: u64,
+    /// The time every change is stamped with and every filter judged by.
+    clock: SimClock,
     dataset: RwLock<Dataset>,
     registries: Mutex<Registries>,
     tasks: Mutex<Tasks>,
@@ -144,7 +148,8 @@ impl Sim {
             junk_number_every: config.junk_number_every,
             unknown_status_every: config.unknown_status_every,
         };
-        let now = now_ms();
+        let clock = SimClock::new(config.manual_clock);
+        let now = clock.now_ms();
         let mut dataset = Dataset::new(config.images, config.seed, &config.lifecycle, wire, now)
             .with_shares(Shares {
                 multi_arch: config.multi_arch_share,
@@ -185,6 +190,7 @@ impl Sim {
             request_ids: AtomicU64::new(0),
             project_id: config.project_id,
             seed: config.seed,
+            clock,
             shutdown,
         }
     }
@@ -196,8 +202,13 @@ impl Sim {
         format!("{h:016x}{:016x}", names::mix(h))
     }
 
+    /// Now, by the simulator's clock.
+    pub(crate) fn now_ms(&self) -> i64 {
+        self.clock.now_ms()
+    }
+
     fn add_images(&self, kind: Kind, count: usize) -> usize {
-        write(&self.dataset).add(kind, count, now_ms())
+        write(&self.dataset).add(kind, count, self.now_ms())
     }
 
     fn delete_images(&self, kind: Kind, count: usize) -> usize {
@@ -213,7 +224,7 @@ impl Sim {
     }
 
     fn churn(&self, churn: &Churn) -> ChurnReport {
-        let now = now_ms();
+        let now = self.now_ms();
         let report = write(&self.dataset).churn(churn, self.settings.failure_rate, now);
         lock(&self.billing).add_completed(report.rescans_succeeded as u64);
         self.stats.update(|s| s.churns += 1);
@@ -222,7 +233,7 @@ impl Sim {
 
     fn set_scan_policy(&self, policy: ScanPolicy) -> Result<(), error::ApiError> {
         policy.validate()?;
-        lock(&self.policy).set(policy, now_ms());
+        lock(&self.policy).set(policy, self.now_ms());
         Ok(())
     }
 }
@@ -393,6 +404,20 @@ impl SimHandle {
         self.sim.churn(churn)
     }
 
+    /// Now, by the simulator's clock (epoch ms).
+    pub fn now_ms(&self) -> i64 {
+        self.sim.now_ms()
+    }
+
+    /// Moves the simulator's clock forward by `by`; returns the new now (epoch ms). With
+    /// [`SimConfig::manual_clock`] this is the only way its time moves, so a test that also
+    /// moves the daemon's manual clock by `by` keeps the two in step.
+    pub fn advance_clock(&self, by: Duration) -> i64 {
+        self.sim
+            .clock
+            .advance(i64::try_from(by.as_millis()).unwrap_or(i64::MAX))
+    }
+
     /// Turns the `image_pay_per_scan` switch on or off.
     pub fn set_pay_per_scan(&self, enabled: bool) {
         lock(&self.sim.billing).set_switch(billing::PAY_PER_SCAN, enabled);
@@ -427,7 +452,7 @@ impl SimHandle {
 
     /// Successful image scans billed so far (`repository_scan_num`).
     pub fn billed_scans(&self) -> u64 {
-        lock(&self.sim.billing).successful_scans(now_ms())
+        lock(&self.sim.billing).successful_scans(self.sim.now_ms())
     }
 
     /// Stops accepting, releases hung requests, and waits (at most 5 s) for the server task.
@@ -452,11 +477,6 @@ impl Drop for SimHandle {
 /// The kind a wire name names, from anything that displays as one.
 fn wire_kind(image_type: impl fmt::Display) -> Option<Kind> {
     Kind::parse(&image_type.to_string())
-}
-
-/// The server clock in epoch milliseconds.
-pub(crate) fn now_ms() -> i64 {
-    chrono::Utc::now().timestamp_millis()
 }
 
 // Lock helpers: a panic while holding a lock must not turn every later request into a panic,

@@ -26,7 +26,7 @@ use super::page_faults::{self, PageFault};
 use super::params::Query;
 use super::tasks::Ending;
 use super::{
-    Sim, admin, billing, images_api, lock, now_ms, policy, read, registries, registry_images_api,
+    Sim, admin, billing, images_api, lock, policy, read, registries, registry_images_api,
     tasks_api, write,
 };
 
@@ -165,7 +165,7 @@ async fn api(
         None => {}
     }
 
-    let now = now_ms();
+    let now = sim.now_ms();
     policy::tick(&sim, now);
     let query = Query::parse(uri.query());
     let request = Handled {
@@ -337,8 +337,10 @@ async fn unknown_path() -> Response {
     ApiError::api_not_found().into_response()
 }
 
-/// Gives every response an `X-Request-Id` and counts API responses by status. Logs the path
-/// only: the upload-command query carries a registry password.
+/// Gives every response an `X-Request-Id` and a `Date` by the simulator's clock (a client
+/// matches what the simulator stamps, a scan task's begin time, against it), and counts API
+/// responses by status. Logs the path only: the upload-command query carries a registry
+/// password.
 async fn tag_response(State(sim): State<Arc<Sim>>, request: Request, next: Next) -> Response {
     let is_api = request.uri().path().starts_with("/v5/");
     let method = request.method().clone();
@@ -347,6 +349,11 @@ async fn tag_response(State(sim): State<Arc<Sim>>, request: Request, next: Next)
     let request_id = sim.next_request_id();
     if let Ok(value) = HeaderValue::from_str(&request_id) {
         response.headers_mut().insert("x-request-id", value);
+    }
+    let now = std::time::UNIX_EPOCH
+        + std::time::Duration::from_millis(u64::try_from(sim.now_ms()).unwrap_or(0));
+    if let Ok(value) = HeaderValue::from_str(&httpdate::fmt_http_date(now)) {
+        response.headers_mut().insert(header::DATE, value);
     }
     if is_api {
         sim.stats.response(response.status().as_u16());

@@ -6,8 +6,8 @@
 use std::time::Duration;
 
 use super::{
-    BatchStatus, Claim, Fence, ItemOutcome, LeaseAttempt, NewBatch, PreparedImage, Store,
-    SyncOutcome, SyncRunCounts, TargetFacts,
+    BatchStatus, Claim, Fence, ItemOutcome, LeaseAttempt, ListingHistory, ListingKind, NewBatch,
+    PreparedImage, Store, StoredTimes, SyncListing, SyncOutcome, SyncRunCounts, TargetFacts,
 };
 use crate::domain::{
     BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome,
@@ -25,6 +25,7 @@ pub(crate) async fn suite(store: Store) {
     submissions(&store).await;
     leases(&store).await;
     run_log(&store).await;
+    listings(&store).await;
     store.ping().await.expect("the database answers");
     store
         .bulk_writes()
@@ -695,6 +696,165 @@ async fn run_log(store: &Store) {
     });
     store.record_target_facts(&facts).await.expect("replace");
     assert_eq!(store.target_facts().await.expect("facts"), [facts]);
+}
+
+/// How syncs listed, the history the next one decides by, and the narrow inventory reads.
+async fn listings(store: &Store) {
+    let clock = store.clock().clone();
+    let private_type = ImageType::Private;
+    let private = &private_type;
+    assert_eq!(
+        store
+            .listing_history("listings", private)
+            .await
+            .expect("history"),
+        ListingHistory::default()
+    );
+    let sync = |kind: ListingKind, outcome: SyncOutcome, window: Option<(i64, i64)>| {
+        let clock = clock.clone();
+        async move {
+            let run = store
+                .start_sync_run("listings", private)
+                .await
+                .expect("start");
+            let started = clock.now_ms();
+            let listing = SyncListing {
+                kind,
+                reason: format!("{} for the suite", kind.as_str()),
+                window_start: window.map(|w| w.0),
+                window_end: window.map(|w| w.1),
+                missed: 0,
+            };
+            store
+                .record_sync_listing(run, &listing)
+                .await
+                .expect("listing");
+            clock.advance(Duration::from_secs(60));
+            store
+                .finish_sync_run(run, outcome, &SyncRunCounts::default(), None)
+                .await
+                .expect("finish");
+            (run, started)
+        }
+    };
+    let (_, full_at) = sync(ListingKind::Full, SyncOutcome::Complete, None).await;
+    let (second, second_at) = sync(
+        ListingKind::Incremental,
+        SyncOutcome::Complete,
+        Some((full_at - 600_000, full_at + 60_000)),
+    )
+    .await;
+    let (third, third_at) = sync(
+        ListingKind::Incremental,
+        SyncOutcome::Partial,
+        Some((second_at - 600_000, second_at)),
+    )
+    .await;
+    let history = store
+        .listing_history("listings", private)
+        .await
+        .expect("history");
+    let previous = history.previous.clone().expect("a previous sync");
+    assert_eq!(
+        (
+            previous.id,
+            previous.started_at,
+            previous.kind,
+            previous.complete()
+        ),
+        (third, third_at, ListingKind::Incremental, false)
+    );
+    assert_eq!(history.last_complete_full, Some(full_at));
+    assert_eq!(
+        history
+            .incremental_since_full
+            .iter()
+            .map(|p| (p.id, p.window_start, p.window_end))
+            .collect::<Vec<_>>(),
+        [(second, Some(full_at - 600_000), Some(full_at + 60_000))],
+        "only complete incremental listings count"
+    );
+    assert!(
+        store
+            .listing_history("listings", &ImageType::Shared)
+            .await
+            .expect("history")
+            .previous
+            .is_none(),
+        "per image type"
+    );
+    // A full listing that did not complete still starts a new stretch of incremental ones.
+    let (partial_full, _) = sync(ListingKind::Full, SyncOutcome::Partial, None).await;
+    let history = store
+        .listing_history("listings", private)
+        .await
+        .expect("history");
+    assert_eq!(history.previous.map(|p| p.id), Some(partial_full));
+    assert_eq!(history.last_complete_full, Some(full_at));
+    assert!(history.incremental_since_full.is_empty());
+    // The self-check's finding is recorded at the end and shown with the run.
+    store
+        .record_sync_listing(
+            partial_full,
+            &SyncListing {
+                kind: ListingKind::Full,
+                reason: "checked".into(),
+                window_start: None,
+                window_end: None,
+                missed: 7,
+            },
+        )
+        .await
+        .expect("listing");
+    let runs = store.recent_sync_runs(2).await.expect("runs");
+    assert_eq!(
+        (runs[0].listing, runs[0].missed, runs[1].listing),
+        (ListingKind::Full, 7, ListingKind::Incremental)
+    );
+
+    let mut first = image("listed-1", ScanStatus::Success);
+    first.latest_scan_time = Some(40);
+    first.latest_sync_time = Some(30);
+    let prepared = [
+        PreparedImage::new(first),
+        PreparedImage::new(image("listed-2", ScanStatus::Unscan)),
+    ];
+    store
+        .upsert_images("listings", &prepared)
+        .await
+        .expect("upsert");
+    let unknown_key = 12345;
+    let keys = [prepared[0].key_hash, prepared[1].key_hash, unknown_key];
+    let known = store
+        .known_images_by_key("listings", private, &keys)
+        .await
+        .expect("by key");
+    assert_eq!(known.len(), 2, "{known:?}");
+    let one = known[&prepared[0].key_hash];
+    assert_eq!(
+        (one.content_hash, one.deleted),
+        (prepared[0].content_hash, false)
+    );
+    assert!(
+        store
+            .known_images_by_key("other", private, &keys)
+            .await
+            .expect("by key")
+            .is_empty(),
+        "per target"
+    );
+    let times = store.stored_times(&[one.row_id, -1]).await.expect("times");
+    assert_eq!(
+        times.into_iter().collect::<Vec<_>>(),
+        [(
+            one.row_id,
+            StoredTimes {
+                latest_update_time: Some(5),
+                latest_sync_time: Some(30),
+                latest_scan_time: Some(40),
+            }
+        )]
+    );
 }
 
 #[tokio::test]

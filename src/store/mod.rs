@@ -29,8 +29,9 @@ use crate::domain::{
 
 pub use model::{
     Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ImageCount, ItemOutcome, JobRun,
-    KnownImage, LeaseAttempt, LeaseState, NewBatch, OpenItem, OpenTask, PreparedImage, SyncOutcome,
-    SyncRun, SyncRunCounts, TargetFacts,
+    KnownImage, LeaseAttempt, LeaseState, ListingHistory, ListingKind, NewBatch, OpenItem,
+    OpenTask, PastSync, PreparedImage, StoredTimes, SyncListing, SyncOutcome, SyncRun,
+    SyncRunCounts, TargetFacts,
 };
 
 /// Every way the store fails. Each names what was being done; none is worth retrying by the
@@ -93,10 +94,10 @@ impl fmt::Debug for Store {
 }
 
 /// What a database must do for hss-scand: the facade's methods, with the time passed in, in
-/// four parts that a backend implements one file each.
+/// parts that a backend implements one file each.
 #[async_trait]
 pub(crate) trait Backend:
-    Inventory + Candidates + Submissions + RunLog + Leases + Send + Sync + fmt::Debug
+    Inventory + Candidates + Submissions + RunLog + Leases + Listings + Send + Sync + fmt::Debug
 {
     /// Whether the database answers a query.
     async fn ping(&self) -> Result<(), StoreError>;
@@ -199,6 +200,29 @@ pub(crate) trait Submissions: Send + Sync {
     async fn open_tasks(&self, target: &str) -> Result<Vec<OpenTask>, StoreError>;
     async fn record_task(&self, batch_id: i64, task: &ScanTask, now: i64)
     -> Result<(), StoreError>;
+}
+
+/// Incremental listing: how each sync listed, the history the next one decides by, and the
+/// narrow reads of the inventory that spare an incremental sync loading all of it.
+#[async_trait]
+pub(crate) trait Listings: Send + Sync {
+    async fn record_sync_listing(
+        &self,
+        run_id: i64,
+        listing: &SyncListing,
+    ) -> Result<(), StoreError>;
+    async fn listing_history(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<ListingHistory, StoreError>;
+    async fn known_images_by_key(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        key_hashes: &[i64],
+    ) -> Result<HashMap<i64, KnownImage>, StoreError>;
+    async fn stored_times(&self, row_ids: &[i64]) -> Result<HashMap<i64, StoredTimes>, StoreError>;
 }
 
 /// The leader lease: which replica may submit.
@@ -327,6 +351,34 @@ impl Store {
         self.backend
             .hold_deletions(target, image_type, row_ids)
             .await
+    }
+
+    /// What [`Store::known_images`] holds for these key hashes only (those of them the store
+    /// has, present or deleted): an incremental sync looks up the few images it lists instead
+    /// of loading the whole inventory.
+    pub async fn known_images_by_key(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        key_hashes: &[i64],
+    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
+        if key_hashes.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.backend
+            .known_images_by_key(target, image_type, key_hashes)
+            .await
+    }
+
+    /// The stored update, sync and scan times of these rows (those that exist).
+    pub async fn stored_times(
+        &self,
+        row_ids: &[i64],
+    ) -> Result<HashMap<i64, StoredTimes>, StoreError> {
+        if row_ids.is_empty() {
+            return Ok(HashMap::new());
+        }
+        self.backend.stored_times(row_ids).await
     }
 
     /// Present images per target, type and scan status.
@@ -513,6 +565,25 @@ impl Store {
         self.backend
             .finish_sync_run(id, outcome, counts, error, self.clock.now_ms())
             .await
+    }
+
+    /// Records how the sync `run_id` lists (right after it starts) or listed (with what its
+    /// self-check found, at its end).
+    pub async fn record_sync_listing(
+        &self,
+        run_id: i64,
+        listing: &SyncListing,
+    ) -> Result<(), StoreError> {
+        self.backend.record_sync_listing(run_id, listing).await
+    }
+
+    /// What the syncs of `target` and `image_type` so far say about how the next should list.
+    pub async fn listing_history(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+    ) -> Result<ListingHistory, StoreError> {
+        self.backend.listing_history(target, image_type).await
     }
 
     /// The latest `limit` sync runs, newest first.

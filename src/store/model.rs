@@ -348,6 +348,88 @@ pub struct SyncRun {
     #[serde(flatten)]
     pub counts: SyncRunCounts,
     pub error: Option<String>,
+    /// Whether it listed every image or only those that changed.
+    pub listing: ListingKind,
+    /// A full listing: changes the incremental listings before it missed.
+    pub missed: i64,
+}
+
+/// How a sync read HSS's list (`sync_runs.listing`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "snake_case")]
+pub enum ListingKind {
+    /// Every image: the only listing that can show an image is gone.
+    Full,
+    /// Only the images whose update, sync or scan time lies in a window.
+    Incremental,
+}
+
+impl ListingKind {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ListingKind::Full => "full",
+            ListingKind::Incremental => "incremental",
+        }
+    }
+
+    /// The kind a stored text stands for; `None` for a text no version wrote.
+    pub fn parse(text: &str) -> Option<ListingKind> {
+        [ListingKind::Full, ListingKind::Incremental]
+            .into_iter()
+            .find(|k| k.as_str() == text)
+    }
+}
+
+/// How one sync listed, as recorded with its run.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct SyncListing {
+    pub kind: ListingKind,
+    /// Why a full listing ran, or what an incremental one read, in words.
+    pub reason: String,
+    /// An incremental listing's windows: changes from `window_start` to `window_end` (ms).
+    pub window_start: Option<i64>,
+    pub window_end: Option<i64>,
+    /// A full listing: images whose changes the incremental listings since the previous full
+    /// listing missed.
+    pub missed: i64,
+}
+
+/// A past sync of one target and type, as the next one sees it when it decides how to list.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct PastSync {
+    pub id: i64,
+    pub started_at: i64,
+    /// `complete`, `partial`, `failed`, `running` or `interrupted`.
+    pub outcome: String,
+    pub kind: ListingKind,
+    pub window_start: Option<i64>,
+    pub window_end: Option<i64>,
+}
+
+impl PastSync {
+    pub fn complete(&self) -> bool {
+        self.outcome == SyncOutcome::Complete.as_str()
+    }
+}
+
+/// What the syncs of one target and type so far say about how the next one should list.
+#[derive(Debug, Clone, Default, PartialEq, Eq)]
+pub struct ListingHistory {
+    /// The latest sync, whatever its outcome.
+    pub previous: Option<PastSync>,
+    /// When the latest complete full listing started.
+    pub last_complete_full: Option<i64>,
+    /// The complete incremental listings since the latest full listing (of any outcome),
+    /// oldest first: what a full listing now checks.
+    pub incremental_since_full: Vec<PastSync>,
+}
+
+/// An image's change times as the store holds them.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct StoredTimes {
+    pub latest_update_time: Option<i64>,
+    pub latest_sync_time: Option<i64>,
+    pub latest_scan_time: Option<i64>,
 }
 
 /// A row of `job_runs`.

@@ -37,10 +37,18 @@ async fn sync(r: &TestApp, source: LegacyApi, target: &Target, page_size: u32) -
     let options = SyncOptions {
         page_size,
         max_delete_share: 1.0,
+        ..SyncOptions::from_settings(&r.app.settings)
     };
-    sync_target(&r.app.store, &source, target, options, &r.clock)
-        .await
-        .expect("the database works")
+    sync_target(
+        &r.app.store,
+        &source,
+        target,
+        options,
+        &r.clock,
+        &r.app.listings,
+    )
+    .await
+    .expect("the database works")
 }
 
 fn report<'a>(reports: &'a [SyncReport], image_type: &ImageType) -> &'a SyncReport {

@@ -29,8 +29,8 @@ use self::model::{
 use super::transport::client::{ApiRequest, HssClient, to_body};
 use super::transport::error::{HssError, INVALID_PARAMETER};
 use super::{
-    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter, SendGate,
-    SourceError, SubmitError, Ungated, classify,
+    AccountFacts, ApiInUse, ChangeTime, ChangeWindow, ImagePage, ImageSource, PageRequest, Receipt,
+    ScanSubmitter, SendGate, SourceError, SubmitError, Ungated, classify,
 };
 use crate::domain::{ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, ScanTask};
 
@@ -103,11 +103,28 @@ impl CurrentApi {
         offset: u32,
         limit: u32,
     ) -> Result<ImagePage, HssError> {
-        let query = vec![
+        self.list_registry_images_in(image_type, offset, limit, None)
+            .await
+    }
+
+    /// [`CurrentApi::list_registry_images`], only the images whose time lies in `window`
+    /// when one is given: `start_<time>` and `end_<time>` in ms (spec section 3.2). The scan
+    /// window is also sorted by `latest_scan_time`, ascending, as the spec suggests for
+    /// following scans: a scan that completes while the window is paged moves past its
+    /// fixed end, out of the set, instead of into a page already read.
+    pub async fn list_registry_images_in(
+        &self,
+        image_type: &ImageType,
+        offset: u32,
+        limit: u32,
+        window: Option<&ChangeWindow>,
+    ) -> Result<ImagePage, HssError> {
+        let mut query = vec![
             ("image_type".to_owned(), image_type.as_str().to_owned()),
             ("offset".to_owned(), offset.to_string()),
             ("limit".to_owned(), limit.to_string()),
         ];
+        query.extend(window.map(window_query).into_iter().flatten());
         let req = ApiRequest {
             call: "list_registry_images",
             method: Method::GET,
@@ -295,6 +312,20 @@ impl CurrentApi {
     }
 }
 
+/// The query parameters of a change window.
+fn window_query(window: &ChangeWindow) -> Vec<(String, String)> {
+    let field = window.time.field();
+    let mut query = vec![
+        (format!("start_{field}"), window.start.max(0).to_string()),
+        (format!("end_{field}"), window.end.max(0).to_string()),
+    ];
+    if window.time == ChangeTime::Scan {
+        query.push(("sort_key".to_owned(), "latest_scan_time".to_owned()));
+        query.push(("sort_dir".to_owned(), "asc".to_owned()));
+    }
+    query
+}
+
 /// A task with what matching it to a submission needs.
 #[derive(Debug, Clone)]
 pub struct ScanTaskRow {
@@ -332,8 +363,17 @@ impl ImageSource for CurrentApi {
         }
         let limit = request.limit.clamp(1, limits::PAGE_SIZE);
         Ok(self
-            .list_registry_images(&request.image_type, request.offset, limit)
+            .list_registry_images_in(
+                &request.image_type,
+                request.offset,
+                limit,
+                request.window.as_ref(),
+            )
             .await?)
+    }
+
+    fn lists_changes(&self) -> bool {
+        true
     }
 }
 
@@ -447,5 +487,41 @@ impl AccountFacts for CurrentApi {
         };
         let wire: PayPerScanStatistics = self.client.call_json(&req).await?;
         Ok(Some(wire.into_pay_per_scan(enabled)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_change_window_is_sent_as_its_two_bounds_and_scans_sorted_by_time() {
+        let window = |time| ChangeWindow {
+            time,
+            start: 1_000,
+            end: 2_000,
+        };
+        assert_eq!(
+            window_query(&window(ChangeTime::Update)),
+            vec![
+                ("start_latest_update_time".to_owned(), "1000".to_owned()),
+                ("end_latest_update_time".to_owned(), "2000".to_owned()),
+            ]
+        );
+        assert_eq!(
+            window_query(&window(ChangeTime::Sync))[0].0,
+            "start_latest_sync_time"
+        );
+        let scan = window_query(&window(ChangeTime::Scan));
+        assert_eq!(scan.len(), 4);
+        assert!(scan.contains(&("sort_key".to_owned(), "latest_scan_time".to_owned())));
+        assert!(scan.contains(&("sort_dir".to_owned(), "asc".to_owned())));
+        // The API takes no negative time; an absurd start is sent as 0, not refused.
+        let early = ChangeWindow {
+            time: ChangeTime::Update,
+            start: -5,
+            end: 2_000,
+        };
+        assert_eq!(window_query(&early)[0].1, "0");
     }
 }

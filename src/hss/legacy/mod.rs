@@ -169,6 +169,11 @@ impl ImageSource for LegacyApi {
                 request.image_type
             )));
         }
+        if request.window.is_some() {
+            return Err(SourceError::Unsupported(
+                "the deprecated list API has no time filters: it lists every image".to_owned(),
+            ));
+        }
         let query = ListSwrImages {
             image_type: request.image_type.clone(),
             offset: request.offset,

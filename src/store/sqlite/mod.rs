@@ -14,6 +14,7 @@
 mod candidates;
 mod images;
 mod leases;
+mod listings;
 mod owner;
 mod runs;
 mod submissions;
@@ -322,7 +323,8 @@ fn push_in_list(q: &mut sqlx::QueryBuilder<Sqlite>, ids: impl IntoIterator<Item 
 }
 
 // The rest of the facade's contract is carried out by this folder's files: `Inventory` in
-// `images`, `Candidates` in `candidates`, `Submissions` in `submissions`, `RunLog` in `runs`.
+// `images`, `Candidates` in `candidates`, `Submissions` in `submissions`, `RunLog` in `runs`,
+// `Listings` in `listings`.
 #[async_trait]
 impl Backend for SqliteBackend {
     async fn ping(&self) -> Result<(), StoreError> {
