@@ -36,11 +36,16 @@ pub async fn spawn_app(
 ) -> TestApp {
     let sim = spawn_sim(sim).await;
     let dir = tempfile::tempdir().expect("a temporary directory");
+    // The app's clock stands still while the simulator's runs (unless the test made it
+    // manual), so an incremental window, which ends at the app's now, would not see what the
+    // simulator did since: the rig lists fully unless a test turns incremental listing on
+    // and keeps the two clocks in step (tests/integration/incremental.rs).
     let config = configure(
         ConfigText::new()
             .database(&dir.path().join("state.db"))
             .endpoint(&sim.base_url())
             .set("hss.requests_per_second", "1000")
+            .set("sync.incremental", r#""off""#)
             .target("prod", sim.project_id(), &["private_image", "shared_image"]),
     );
     let clock = Clock::manual(chrono::Utc::now().timestamp_millis());
