@@ -1,0 +1,316 @@
+//! Full against incremental listing on a moving account: `cargo bench --bench incremental`
+//! (add sizes to pick them: `-- 100000`).
+//!
+//! For each size and each way of listing (`sync.incremental = "off"`: every sync a full
+//! listing; `"auto"`: incremental between full listings), a release `hss-sim` with that many
+//! images runs on a manual clock, and the pipeline runs in this process on a manual clock
+//! moved in step with it, so that a simulated hour takes the seconds its work takes, not an
+//! hour. Warm-up, not measured: a full sync, a scan of everything due, an hour for those
+//! scans to finish, a sync that reads them, a quarter of an hour. Then one simulated hour
+//! with 1 % of the images changing (new pushes, re-pushes, deletions and HSS's own rescans,
+//! a sixtieth every minute), a sync every 5 minutes and a scan 2 minutes after each.
+//!
+//! Printed per hour: list requests and all API requests, the wall time of the syncs, what
+//! those requests take at the default `hss.requests_per_second` (5), and the time from each
+//! new image's push to its submission (simulated time; the listing itself takes none of it,
+//! which at 5 requests a second a full listing of a large account cannot keep to: see the
+//! API-time column). Incremental listing also pays for the daily full listing
+//! (`sync.full_every` = 24 h); its share of an hour is shown too.
+//!
+//! Targets: incremental listing uses at most 5 % of the requests of full listings, and push
+//! to submission takes at most one sync interval plus one scan interval (10 minutes).
+
+#[path = "common/mod.rs"]
+mod common;
+
+use std::path::Path;
+use std::time::{Duration, Instant};
+
+use common::{AK, SK, bench_config, start_sim};
+use hss_scand::domain::{Clock, Shutdown};
+use hss_scand::hss::transport::credentials::{CredentialProvider, Credentials};
+use hss_scand::startup::{App, Startup};
+use hss_scand::store::{Fence, LeaseAttempt};
+use serde_json::{Value, json};
+
+const TYPES: [&str; 3] = ["private_image", "shared_image", "instance_image"];
+const MINUTE_MS: i64 = 60_000;
+/// Share of the images that changes in the measured hour.
+const CHURN_PER_HOUR: f64 = 0.01;
+const SYNC_EVERY_MIN: i64 = 5;
+/// The scan runs this many minutes after each sync.
+const SCAN_AFTER_MIN: i64 = 2;
+/// `hss.requests_per_second`'s default.
+const DEFAULT_RATE: f64 = 5.0;
+
+fn main() {
+    let sizes: Vec<usize> = std::env::args()
+        .skip(1)
+        .filter_map(|a| a.replace('_', "").parse().ok())
+        .collect();
+    let sizes = if sizes.is_empty() {
+        vec![100_000, 1_000_000]
+    } else {
+        sizes
+    };
+    let runtime = tokio::runtime::Runtime::new().expect("a runtime");
+    println!(
+        "{:>9}  {:<11}  {:>9}  {:>9}  {:>11}  {:>13}  {:>16}  {:>15}",
+        "images",
+        "listing",
+        "list/h",
+        "API/h",
+        "sync wall/h",
+        "API time/h @5",
+        "push→submit max",
+        "median (n)"
+    );
+    for images in sizes {
+        let full = runtime.block_on(hour(images, "off"));
+        full.print(images, "full");
+        let incremental = runtime.block_on(hour(images, "auto"));
+        incremental.print(images, "incremental");
+        let daily_full = incremental.full_listing_requests as f64 / 24.0;
+        let share = incremental.list_requests as f64 / full.list_requests as f64;
+        let with_daily = (incremental.list_requests as f64 + daily_full) / full.list_requests as f64;
+        println!(
+            "{images:>9}  incremental / full list requests: {:.2} % ({:.2} % with the daily full \
+             listing of {} requests); target ≤ 5 %: {}",
+            share * 100.0,
+            with_daily * 100.0,
+            incremental.full_listing_requests,
+            if with_daily <= 0.05 { "met" } else { "NOT MET" }
+        );
+        for (label, m) in [("full", &full), ("incremental", &incremental)] {
+            let bound = (SYNC_EVERY_MIN * 2 * MINUTE_MS) as f64 / 1000.0;
+            println!(
+                "{images:>9}  {label}: push→submit at most {:.0} s; target ≤ one sync plus one scan \
+                 interval ({bound:.0} s): {}",
+                m.push_to_submit_max_s(),
+                if m.push_to_submit_max_s() <= bound {
+                    "met"
+                } else {
+                    "NOT MET"
+                }
+            );
+        }
+    }
+}
+
+/// What one simulated hour cost.
+struct Hour {
+    list_requests: u64,
+    api_requests: u64,
+    sync_wall: Duration,
+    /// Push to submission of each new image submitted within the hour (ms, simulated).
+    push_to_submit: Vec<i64>,
+    /// New images pushed in the hour that were not submitted (those HSS cannot scan, and the
+    /// pushes after the hour's last scan).
+    not_submitted: u64,
+    /// List requests of the warm-up's full listing of the whole account.
+    full_listing_requests: u64,
+}
+
+impl Hour {
+    fn push_to_submit_max_s(&self) -> f64 {
+        self.push_to_submit.iter().max().copied().unwrap_or(0) as f64 / 1000.0
+    }
+
+    fn print(&self, images: usize, label: &str) {
+        let median = self
+            .push_to_submit
+            .get(self.push_to_submit.len() / 2)
+            .copied()
+            .unwrap_or(0);
+        println!(
+            "{images:>9}  {label:<11}  {:>9}  {:>9}  {:>10.1}s  {:>12.0}s  {:>15.0}s  {:>6.0}s ({}; {} not)",
+            self.list_requests,
+            self.api_requests,
+            self.sync_wall.as_secs_f64(),
+            self.api_requests as f64 / DEFAULT_RATE,
+            self.push_to_submit_max_s(),
+            median as f64 / 1000.0,
+            self.push_to_submit.len(),
+            self.not_submitted,
+        );
+    }
+}
+
+/// The simulator's control API.
+struct Sim {
+    url: String,
+    http: reqwest::Client,
+}
+
+impl Sim {
+    async fn call(&self, method: reqwest::Method, path: &str, body: Option<Value>) -> Value {
+        let mut request = self.http.request(method, format!("{}/sim/{path}", self.url));
+        if let Some(body) = body {
+            request = request.json(&body);
+        }
+        let response = request.send().await.expect("the simulator answers");
+        assert!(response.status().is_success(), "/sim/{path}: {response:?}");
+        response.json().await.expect("JSON")
+    }
+
+    async fn now_ms(&self) -> i64 {
+        self.call(reqwest::Method::GET, "clock", None).await["now_ms"]
+            .as_i64()
+            .expect("now_ms")
+    }
+
+    async fn advance(&self, ms: i64) {
+        self.call(
+            reqwest::Method::POST,
+            "clock",
+            Some(json!({ "advance_ms": ms })),
+        )
+        .await;
+    }
+
+    async fn churn(&self, share: f64) {
+        self.call(
+            reqwest::Method::POST,
+            "churn",
+            Some(json!({ "share": share })),
+        )
+        .await;
+    }
+
+    /// (list requests, all API requests) so far.
+    async fn requests(&self) -> (u64, u64) {
+        let stats = self.call(reqwest::Method::GET, "stats", None).await;
+        let requests = stats["requests"].as_object().expect("requests");
+        let count = |name: &str| requests.get(name).and_then(Value::as_u64).unwrap_or(0);
+        let all = requests.values().filter_map(Value::as_u64).sum();
+        (count("list_registry_images"), all)
+    }
+}
+
+/// Both clocks forward by `ms`.
+async fn advance(sim: &Sim, clock: &Clock, ms: i64) {
+    sim.advance(ms).await;
+    clock.advance(Duration::from_millis(u64::try_from(ms).unwrap_or(0)));
+}
+
+async fn hour(images: usize, incremental: &str) -> Hour {
+    let (mut child, url) = start_sim(
+        images,
+        &[
+            "--manual-clock",
+            "--queue-delay",
+            "0s",
+            "--scan-duration",
+            "1s",
+            "--failure-rate",
+            "0",
+        ],
+    );
+    let sim = Sim {
+        url: url.clone(),
+        http: reqwest::Client::new(),
+    };
+    let dir = tempfile::tempdir().expect("tempdir");
+    let settings = bench_config(dir.path(), &url, &TYPES)
+        .set("hss.api", r#""current""#)
+        .set("sync.incremental", &format!("\"{incremental}\""))
+        .settings();
+    // The app's clock starts where the simulator's stands.
+    let clock = Clock::manual(sim.now_ms().await);
+    let app = Startup::new(settings)
+        .with_credentials(CredentialProvider::fixed(Credentials::new(AK, SK, None)))
+        .with_clock(clock.clone())
+        .build()
+        .await
+        .expect("the app starts");
+    let fence = match app
+        .store
+        .acquire_lease("bench", Duration::from_secs(7 * 86_400))
+        .await
+        .expect("lease")
+    {
+        LeaseAttempt::Held(fence) => fence,
+        LeaseAttempt::HeldBy(other) => panic!("lease held by {other:?}"),
+    };
+
+    // Warm-up: the account read, its backlog submitted and finished, and read again.
+    let (list_before, _) = sim.requests().await;
+    sync(&app).await;
+    let (list_after, _) = sim.requests().await;
+    let full_listing_requests = list_after - list_before;
+    scan(&app, &fence).await;
+    advance(&sim, &clock, 60 * MINUTE_MS).await;
+    sync(&app).await;
+    advance(&sim, &clock, 15 * MINUTE_MS).await;
+
+    let hour_start = clock.now_ms();
+    let (list_before, api_before) = sim.requests().await;
+    let mut sync_wall = Duration::ZERO;
+    for minute in 1..=60 {
+        advance(&sim, &clock, MINUTE_MS).await;
+        sim.churn(CHURN_PER_HOUR / 60.0).await;
+        if minute % SYNC_EVERY_MIN == 0 {
+            let started = Instant::now();
+            sync(&app).await;
+            sync_wall += started.elapsed();
+        }
+        if minute % SYNC_EVERY_MIN == SCAN_AFTER_MIN {
+            scan(&app, &fence).await;
+        }
+    }
+    let (list_after, api_after) = sim.requests().await;
+    let (push_to_submit, not_submitted) = pushes(dir.path(), hour_start).await;
+    app.store.close().await;
+    let _ = child.kill();
+    let _ = child.wait();
+    Hour {
+        list_requests: list_after - list_before,
+        api_requests: api_after - api_before,
+        sync_wall,
+        push_to_submit,
+        not_submitted,
+        full_listing_requests,
+    }
+}
+
+async fn sync(app: &App) {
+    let all = app
+        .pipeline()
+        .sync_all(&Shutdown::new())
+        .await
+        .expect("the database works");
+    for report in &all.reports {
+        assert!(report.succeeded(), "{report}");
+    }
+}
+
+async fn scan(app: &App, fence: &Fence) {
+    let report = app
+        .pipeline()
+        .scan(&Shutdown::new(), fence)
+        .await
+        .expect("the database works");
+    assert!(report.succeeded(), "{}", report.summary());
+}
+
+/// Push to submission (ms) of every image first seen since `since` that was submitted, in
+/// order, and how many such images were not submitted.
+async fn pushes(dir: &Path, since: i64) -> (Vec<i64>, u64) {
+    let url = format!("sqlite://{}?mode=ro", dir.join("bench.db").display());
+    let db = sqlx::SqlitePool::connect(&url).await.expect("the database");
+    let rows: Vec<(Option<i64>, Option<i64>)> = sqlx::query_as(
+        "SELECT latest_update_time, last_submitted_at FROM images WHERE first_seen_at >= ?",
+    )
+    .bind(since)
+    .fetch_all(&db)
+    .await
+    .expect("new images");
+    db.close().await;
+    let mut delays: Vec<i64> = rows
+        .iter()
+        .filter_map(|(pushed, submitted)| Some(submitted.as_ref()? - pushed.as_ref()?))
+        .collect();
+    delays.sort_unstable();
+    let not_submitted = rows.iter().filter(|(_, s)| s.is_none()).count() as u64;
+    (delays, not_submitted)
+}
