@@ -28,6 +28,12 @@ pub async fn submit(
     fence: &Fence,
     shutdown: &Shutdown,
 ) -> Result<ScanReport, StoreError> {
+    // Which images go out was decided by the plan (its caps cut the oldest scans last).
+    // Within one priority and reason they go out in row order: each batch then claims
+    // neighbouring rows, and writes a few pages of the database rather than one per image.
+    let mut plan = plan;
+    plan.due
+        .sort_by_key(|d| (std::cmp::Reverse(d.due.priority), d.due.reason, d.row_id));
     let mut report = ScanReport {
         due: plan.due.len(),
         due_before_caps: plan.due_before_caps,

@@ -28,20 +28,24 @@ const IDS_PER_READ: usize = 5000;
 const CHUNKS_AHEAD: usize = 2;
 
 /// One chunk of candidates from the `images_policy` covering index, as
-/// `[id, packed_policy_fields, latest_scan_time, last_submitted_at, failed_submissions]`.
-/// Numbers only: every text value SQLite escapes into JSON costs more than the five numbers
-/// together.
+/// `[id, packed_policy_fields, latest_scan_time]`. Numbers only: every text value SQLite
+/// escapes into JSON costs more than the numbers together.
 const CANDIDATES: &str = "SELECT json_group_array(json_array(id, packed_policy_fields, \
-     latest_scan_time, last_submitted_at, failed_submissions)) \
+     latest_scan_time)) \
      FROM images INDEXED BY images_policy \
      WHERE target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
 
 /// The same with namespace, name and tag appended, from the table itself (`+target` keeps
 /// SQLite on the row-id range rather than an index on target).
 const CANDIDATES_WITH_NAMES: &str = "SELECT json_group_array(json_array(id, \
-     packed_policy_fields, latest_scan_time, last_submitted_at, failed_submissions, namespace, \
-     image_name, image_version)) FROM images WHERE +target = ? AND id > ? AND id <= ? \
-     AND deleted_at IS NULL";
+     packed_policy_fields, latest_scan_time, namespace, image_name, image_version)) \
+     FROM images WHERE +target = ? AND id > ? AND id <= ? AND deleted_at IS NULL";
+
+/// Our bookkeeping on the images of the same row-id range (only images we submitted have
+/// any), as `[image_row_id, last_submitted_at, failed_submissions, in_flight]`, in row order.
+const STATES: &str = "SELECT json_group_array(json_array(image_row_id, last_submitted_at, \
+     failed_submissions, in_flight)) \
+     FROM submission_state WHERE image_row_id > ? AND image_row_id <= ?";
 
 #[async_trait]
 impl Candidates for SqliteBackend {
@@ -76,13 +80,23 @@ impl Candidates for SqliteBackend {
             let reader = self.reader.clone();
             let target = target.to_owned();
             AbortOnDropHandle::new(tokio::spawn(async move {
+                let until = after.saturating_add(CANDIDATE_CHUNK);
+                // One snapshot for both reads: the images and our bookkeeping on them.
+                let mut tx = reader.begin().await.context("read the inventory")?;
                 let packed: Option<String> = sqlx::query_scalar(sql)
                     .bind(target)
                     .bind(after)
-                    .bind(after.saturating_add(CANDIDATE_CHUNK))
-                    .fetch_one(&reader)
+                    .bind(until)
+                    .fetch_one(&mut *tx)
                     .await
                     .context("read the inventory")?;
+                let states: Option<String> = sqlx::query_scalar(STATES)
+                    .bind(after)
+                    .bind(until)
+                    .fetch_one(&mut *tx)
+                    .await
+                    .context("read the submission state")?;
+                tx.commit().await.context("read the inventory")?;
                 // Parsed here, on a runtime worker, so that chunks are unpacked in parallel.
                 let Some(packed) = packed else {
                     return Ok(Vec::new());
@@ -90,15 +104,28 @@ impl Candidates for SqliteBackend {
                 let corrupt = |_| StoreError::Corrupt {
                     what: "the packed inventory",
                 };
+                let states: Vec<StateRow> = match states {
+                    Some(states) => serde_json::from_str(&states).map_err(corrupt)?,
+                    None => Vec::new(),
+                };
+                let mut states = States::new(states);
                 let candidates = if with_names {
                     let rows: Vec<NamedCandidateRow<'_>> =
                         serde_json::from_str(&packed).map_err(corrupt)?;
                     rows.into_iter()
-                        .map(NamedCandidateRow::into_candidate)
+                        .map(|row| {
+                            let state = states.of(row.0);
+                            row.into_candidate(state)
+                        })
                         .collect()
                 } else {
                     let rows: Vec<CandidateRow> = serde_json::from_str(&packed).map_err(corrupt)?;
-                    rows.into_iter().map(CandidateRow::into_candidate).collect()
+                    rows.into_iter()
+                        .map(|row| {
+                            let state = states.of(row.0);
+                            row.into_candidate(state)
+                        })
+                        .collect()
                 };
                 Ok::<Vec<Candidate>, StoreError>(candidates)
             }))
@@ -125,14 +152,12 @@ impl Candidates for SqliteBackend {
             let ids = serde_json::to_string(&chunk.iter().map(|p| p.row_id).collect::<Vec<_>>())
                 .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
             let packed: Option<String> = sqlx::query_scalar(
-                "SELECT json_group_array(json_object('id', id, 'namespace', namespace, \
-                 'image_name', image_name, 'image_version', image_version, \
-                 'instance_id', instance_id, 'instance_url', instance_url, \
-                 'scan_status', scan_status, 'latest_scan_time', latest_scan_time, \
-                 'last_submitted_at', last_submitted_at, 'hss_record_id', hss_record_id, \
-                 'image_digest', image_digest, 'registry_id', registry_id, \
-                 'registry_name', registry_name, 'registry_type', registry_type)) \
-                 FROM images WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL",
+                "SELECT json_group_array(json_array(i.id, i.namespace, i.image_name, \
+                 i.image_version, i.instance_id, i.instance_url, i.scan_status, \
+                 i.latest_scan_time, s.last_submitted_at, i.hss_record_id, i.image_digest, \
+                 i.registry_id, i.registry_name, i.registry_type)) \
+                 FROM images i LEFT JOIN submission_state s ON s.image_row_id = i.id \
+                 WHERE i.id IN (SELECT value FROM json_each(?)) AND i.deleted_at IS NULL",
             )
             .bind(ids)
             .fetch_one(&self.reader)
@@ -143,30 +168,45 @@ impl Candidates for SqliteBackend {
                     serde_json::from_str(&packed).map_err(|_| StoreError::Corrupt {
                         what: "the packed due images",
                     })?;
-                found.extend(rows.into_iter().map(|r| (r.id, r)));
+                found.extend(rows.into_iter().map(|r| (r.0, r)));
             }
         }
         Ok(planned
             .iter()
             .filter_map(|p| {
-                let r = found.remove(&p.row_id)?;
+                let DueRow(
+                    _,
+                    namespace,
+                    image_name,
+                    image_version,
+                    instance_id,
+                    instance_url,
+                    scan_status,
+                    latest_scan_time,
+                    last_submitted_at,
+                    hss_record_id,
+                    image_digest,
+                    registry_id,
+                    registry_name,
+                    registry_type,
+                ) = found.remove(&p.row_id)?;
                 Some(DueImage {
                     planned: p.clone(),
                     identity: ImageIdentity {
-                        hss_record_id: r.hss_record_id,
-                        image_digest: r.image_digest,
-                        namespace: r.namespace,
-                        image_name: r.image_name,
-                        image_version: r.image_version,
-                        instance_id: r.instance_id,
-                        instance_url: r.instance_url,
-                        registry_id: r.registry_id,
-                        registry_name: r.registry_name,
-                        registry_type: r.registry_type,
+                        hss_record_id,
+                        image_digest,
+                        namespace,
+                        image_name,
+                        image_version,
+                        instance_id,
+                        instance_url,
+                        registry_id,
+                        registry_name,
+                        registry_type,
                     },
-                    scan_status: ScanStatus::from(r.scan_status.as_str()),
-                    latest_scan_time: r.latest_scan_time,
-                    last_submitted_at: r.last_submitted_at,
+                    scan_status: ScanStatus::from(scan_status.as_str()),
+                    latest_scan_time,
+                    last_submitted_at,
                 })
             })
             .collect())
@@ -175,7 +215,7 @@ impl Candidates for SqliteBackend {
 
 /// One image as `visit_candidates` packs it without names.
 #[derive(serde::Deserialize)]
-struct CandidateRow(i64, PackedPolicyFields, Option<i64>, Option<i64>, i64);
+struct CandidateRow(i64, PackedPolicyFields, Option<i64>);
 
 /// One image as `visit_candidates` packs it with names. Text borrows from the packed chunk
 /// unless JSON escaping forces a copy.
@@ -184,16 +224,49 @@ struct NamedCandidateRow<'a>(
     i64,
     PackedPolicyFields,
     Option<i64>,
-    Option<i64>,
-    i64,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
     #[serde(borrow)] Cow<'a, str>,
 );
 
+/// Our bookkeeping on one image, as [`STATES`] packs it.
+#[derive(serde::Deserialize, Debug, Clone, Copy, Default, PartialEq, Eq)]
+struct StateRow(i64, Option<i64>, i64, i64);
+
+/// The states of a chunk, in row order, consumed while its candidates go by in the same
+/// order: a merge, not a lookup per image.
+struct States {
+    rows: std::vec::IntoIter<StateRow>,
+    next: Option<StateRow>,
+}
+
+impl States {
+    fn new(rows: Vec<StateRow>) -> Self {
+        let mut rows = rows.into_iter();
+        let next = rows.next();
+        States { rows, next }
+    }
+
+    /// The state of image `id` (ids asked for in ascending order); the default (never
+    /// submitted) when it has none.
+    fn of(&mut self, id: i64) -> StateRow {
+        while let Some(row) = self.next {
+            if row.0 > id {
+                break;
+            }
+            self.next = self.rows.next();
+            if row.0 == id {
+                return row;
+            }
+        }
+        StateRow::default()
+    }
+}
+
 impl CandidateRow {
-    fn into_candidate(self) -> Candidate {
-        let CandidateRow(id, bits, latest_scan_time, last_submitted_at, failed_submissions) = self;
+    fn into_candidate(self, state: StateRow) -> Candidate {
+        let CandidateRow(id, bits, latest_scan_time) = self;
+        let StateRow(_, last_submitted_at, failed_submissions, in_flight) = state;
         Candidate {
             row_id: id,
             image_type: bits.image_type(),
@@ -206,28 +279,29 @@ impl CandidateRow {
             scannable: bits.scannable(),
             latest_version: bits.latest_version(),
             last_submitted_at,
-            in_flight: bits.in_flight(),
+            in_flight: in_flight != 0,
             failed_submissions: u32::try_from(failed_submissions).unwrap_or(u32::MAX),
         }
     }
 }
 
 impl NamedCandidateRow<'_> {
-    fn into_candidate(self) -> Candidate {
-        let NamedCandidateRow(id, bits, scan, submitted, failed, namespace, name, version) = self;
+    fn into_candidate(self, state: StateRow) -> Candidate {
+        let NamedCandidateRow(id, bits, scan, namespace, name, version) = self;
         Candidate {
             namespace: namespace.into_owned(),
             image_name: name.into_owned(),
             image_version: version.into_owned(),
-            ..CandidateRow(id, bits, scan, submitted, failed).into_candidate()
+            ..CandidateRow(id, bits, scan).into_candidate(state)
         }
     }
 }
 
 /// `images.packed_policy_fields`: the policy's fields of an image (type, status, four flags
 /// and the adapter's verdict) packed into one integer as mixed-radix digits, as migration
-/// 0005 defines them: `type + 8·status + 64·scannable + 192·latest_version + 576·in_flight +
-/// 1152·unsubmittable`. One small number per image is what lets a plan over a million images
+/// 0005 defines them: `type + 8·status + 64·scannable + 192·latest_version + 1152·unsubmittable`
+/// (the 576 digit, once `in_flight`, is 0 since migration 0009 moved that to
+/// `submission_state`). One small number per image is what lets a plan over a million images
 /// read a narrow covering index instead of the table.
 #[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
 struct PackedPolicyFields(u32);
@@ -252,6 +326,14 @@ const STATUS_DIGITS: [ScanStatus; 7] = [
     ScanStatus::DownloadFailed,
     ScanStatus::ImageOversized,
 ];
+
+/// The image type and scan status that the low two digits of packed policy fields
+/// (`packed_policy_fields % 64`) stand for; `None` for digit 7 (any other, not named here).
+pub(super) fn packed_type_and_status(digits: i64) -> Option<(String, String)> {
+    let image_type = TYPE_DIGITS.get(usize::try_from(digits % 8).ok()?)?;
+    let status = STATUS_DIGITS.get(usize::try_from(digits / 8 % 8).ok()?)?;
+    Some(((*image_type).to_owned(), status.as_str().to_owned()))
+}
 
 impl PackedPolicyFields {
     fn image_type(self) -> ImageType {
@@ -279,34 +361,32 @@ impl PackedPolicyFields {
     fn latest_version(self) -> Option<bool> {
         Self::tristate(self.0 / 192 % 3)
     }
-    fn in_flight(self) -> bool {
-        self.0 / 576 % 2 == 1
-    }
     fn unsubmittable(self) -> Option<Unsubmittable> {
         u8::try_from(self.0 / 1152)
             .map_or(Some(Unsubmittable::FieldTooLong), Unsubmittable::from_code)
     }
 }
 
-/// One image as `due_images` reads it: named, because its text fields are many and alike (a
-/// batch at a time, the names cost little here, unlike in the candidate read).
+/// One image as `due_images` reads it: id, namespace, name, tag, instance id and URL, scan
+/// status, latest scan time, last submission, HSS record id, digest, registry id, name and
+/// type.
 #[derive(serde::Deserialize)]
-struct DueRow {
-    id: i64,
-    namespace: String,
-    image_name: String,
-    image_version: String,
-    instance_id: String,
-    instance_url: String,
-    scan_status: String,
-    latest_scan_time: Option<i64>,
-    last_submitted_at: Option<i64>,
-    hss_record_id: Option<i64>,
-    image_digest: String,
-    registry_id: String,
-    registry_name: String,
-    registry_type: String,
-}
+struct DueRow(
+    i64,
+    String,
+    String,
+    String,
+    String,
+    String,
+    String,
+    Option<i64>,
+    Option<i64>,
+    Option<i64>,
+    String,
+    String,
+    String,
+    String,
+);
 
 #[cfg(test)]
 mod tests {
@@ -358,10 +438,13 @@ mod tests {
             .upsert_images("t", &prepared, 1)
             .await
             .expect("upsert");
-        sqlx::query("UPDATE images SET in_flight = 1 WHERE id % 3 = 0")
-            .execute(&backend.writer)
-            .await
-            .expect("mark some in flight");
+        sqlx::query(
+            "INSERT INTO submission_state (image_row_id, in_flight) \
+             SELECT id, 1 FROM images WHERE id % 3 = 0",
+        )
+        .execute(&backend.writer)
+        .await
+        .expect("mark some in flight");
 
         let mut seen = Vec::new();
         backend
