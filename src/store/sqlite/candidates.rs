@@ -422,7 +422,122 @@ struct DueRow(
 mod tests {
     use super::*;
     use crate::domain::Image;
-    use crate::store::{Backend, Inventory, PreparedImage};
+    use crate::store::{Backend, Inventory, PreparedImage, digest_hash};
+
+    /// A database made before migration 0011 gets, from the migration's SQL, the digest
+    /// hashes the sync and the submissions compute in Rust: a re-pushed tag is recognised
+    /// from the first plan after the upgrade, with no new submission or sync needed.
+    #[tokio::test]
+    async fn migration_0011_hashes_the_digests_of_an_existing_database_as_rust_does() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let old = dir.path().join("migrations");
+        std::fs::create_dir(&old).expect("mkdir");
+        let shipped = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("migrations/sqlite");
+        for entry in std::fs::read_dir(&shipped).expect("migrations") {
+            let path = entry.expect("entry").path();
+            let name = path
+                .file_name()
+                .expect("a name")
+                .to_string_lossy()
+                .into_owned();
+            if name.ends_with(".sql") && name.as_str() < "0011" {
+                std::fs::copy(&path, old.join(&name)).expect("copy");
+            }
+        }
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let options = <sqlx::sqlite::SqliteConnectOptions as std::str::FromStr>::from_str(&url)
+            .expect("url")
+            .create_if_missing(true);
+        let pool = sqlx::SqlitePool::connect_with(options).await.expect("open");
+        sqlx::migrate::Migrator::new(old.as_path())
+            .await
+            .expect("old migrations")
+            .run(&pool)
+            .await
+            .expect("migrate to before 0011");
+        let hex = |c: &str| format!("sha256:{}", c.repeat(32));
+        let (submitted, rejected, now) = (hex("0f"), hex("a5"), hex("9c"));
+        for (id, digest) in [(1, now.as_str()), (2, "md5:not-a-sha256"), (3, "")] {
+            sqlx::query(
+                "INSERT INTO images (id, target, image_type, namespace, image_name, \
+                 image_version, instance_id, key_hash, content_hash, instance_name, \
+                 instance_url, hss_image_id, image_digest, scan_status, scan_failed_desc, \
+                 domain_name, shared_status, first_seen_at, changed_at) \
+                 VALUES (?, 't', 'private_image', 'ns', ?, 'v1', '', ?, 0, '', '', '', ?, \
+                 'success', '', '', '', 0, 0)",
+            )
+            .bind(id)
+            .bind(format!("app{id}"))
+            .bind(id)
+            .bind(digest)
+            .execute(&pool)
+            .await
+            .expect("an image");
+        }
+        // Image 1: scanned after one submission, then a refused one of other content.
+        sqlx::query(
+            "INSERT INTO scan_batches (id, target, image_type, enterprise_project_id, owner, \
+             created_at, status, items) VALUES (1, 't', 'private_image', '', 'x', 0, 'sent', 1), \
+             (2, 't', 'private_image', '', 'x', 0, 'failed', 1)",
+        )
+        .execute(&pool)
+        .await
+        .expect("batches");
+        sqlx::query(
+            "INSERT INTO scan_items (id, batch_id, image_row_id, reason, priority, \
+             status_before, image_digest, outcome) VALUES \
+             (1, 1, 1, 'never_scanned', 0, 'unscan', ?, 'success'), \
+             (2, 2, 1, 'stale', 0, 'success', ?, 'rejected')",
+        )
+        .bind(&submitted)
+        .bind(&rejected)
+        .execute(&pool)
+        .await
+        .expect("items");
+        sqlx::query(
+            "INSERT INTO submission_state (image_row_id, last_submitted_at, last_item_id) \
+             VALUES (1, 5, 2)",
+        )
+        .execute(&pool)
+        .await
+        .expect("state");
+        pool.close().await;
+
+        let backend = SqliteBackend::open(&url, 0)
+            .await
+            .expect("migrate the rest");
+        let hashes: Vec<(i64, Option<i64>)> =
+            sqlx::query_as("SELECT id, digest_hash FROM images ORDER BY id")
+                .fetch_all(&backend.reader)
+                .await
+                .expect("hashes");
+        assert_eq!(
+            hashes,
+            [(1, digest_hash(&now)), (2, None), (3, None)],
+            "sha256 digests as Rust hashes them; others unknown until rewritten"
+        );
+        let ours: Option<i64> =
+            sqlx::query_scalar("SELECT submitted_digest_hash FROM submission_state")
+                .fetch_one(&backend.reader)
+                .await
+                .expect("ours");
+        assert_eq!(
+            ours,
+            digest_hash(&submitted),
+            "the refused item does not count"
+        );
+        let mut seen = Vec::new();
+        backend
+            .visit_candidates("t", false, &mut |c| seen.push(c.clone()))
+            .await
+            .expect("visit");
+        assert!(seen[0].digest_changed, "other content than we submitted");
+        assert!(
+            !seen[1].digest_changed && !seen[2].digest_changed,
+            "unknown"
+        );
+        Backend::close(&backend).await;
+    }
 
     fn image(n: usize) -> Image {
         let mut image = Image::example(&format!("app{n}"));
