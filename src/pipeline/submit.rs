@@ -9,6 +9,7 @@
 //! submission, sees that nothing moved (never received, due again).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
@@ -224,6 +225,17 @@ fn send_batch<'a>(
             );
         }
         let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
+        // The batch is recorded as submitted now; an image with no submission before this one
+        // (a refused or lost one does not count) is submitted for the first time.
+        let submitted_at = store.clock().now_ms();
+        let first_submitted_after: Vec<Duration> = items
+            .iter()
+            .filter(|d| d.last_submitted_at.is_none())
+            .map(|d| {
+                let waited = submitted_at.saturating_sub(d.appeared_at).max(0);
+                Duration::from_millis(u64::try_from(waited).unwrap_or(0))
+            })
+            .collect();
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
         let gate = LeaseGate { store, fence };
         let result = api.scans.submit(image_type, &identities, &gate).await;
@@ -237,6 +249,7 @@ fn send_batch<'a>(
             state: BatchState::Sent,
             error: None,
             task_id: None,
+            first_submitted_after,
         };
         let flow = match result {
             Ok(receipt) => {

@@ -12,6 +12,7 @@ mod current_api;
 mod daemon;
 mod failover;
 mod hardening;
+mod operators;
 mod registry;
 mod scan;
 mod signing_vectors;
