@@ -229,7 +229,7 @@ async fn a_leader_paused_past_its_lease_wakes_up_and_submits_nothing() {
     a.signal(libc::SIGCONT);
     // Awake, it finds its lease expired (by its own clock, or lost in the database, by
     // whichever it looks at first) and steps down.
-    a.wait_log(STANDS_BY, 0).await;
+    a.wait_log("; it stands by", 0).await;
 
     wait_submitted(&r, due).await;
     // A little longer: anything the old leader still had to send would arrive now.
