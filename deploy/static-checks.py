@@ -36,6 +36,12 @@ METRICS = {
     "hss_scand_build_info": ({"version"}, None),
     "hss_scand_images": ({"target", "image_type", "scan_status"}, None),
     "hss_scand_images_due": ({"target", "reason"}, None),
+    "hss_scand_coverage_ratio": ({"target"}, None),
+    "hss_scand_oldest_scan_age_seconds": ({"target"}, None),
+    "hss_scand_images_at_risk": ({"target", "severity"}, None),
+    "hss_scand_images_with_malicious_files": ({"target"}, None),
+    "hss_scand_images_with_unsafe_settings": ({"target"}, None),
+    "hss_scand_time_to_submit_seconds": ({"target"}, HIST),
     "hss_scand_sync_runs_total": ({"target", "outcome"}, None),
     "hss_scand_sync_duration_seconds": ({"target"}, HIST),
     "hss_scand_last_successful_sync_timestamp_seconds": ({"target"}, None),
@@ -73,10 +79,11 @@ ENDPOINTS = {"list_swr_images", "synchronize", "batch_scan", "list_registry_imag
              "pay_per_scan_statistics", "show_switch", "add_registry", "list_registries",
              "image_upload_command"}
 VALUES = {
-    ("hss_scand_images_due", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_due", "reason"): {"never_scanned", "changed", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_at_risk", "severity"): {"High", "Medium", "Low", "Security"},
     ("hss_scand_sync_runs_total", "outcome"): {"complete", "partial", "failed"},
     ("hss_scand_scan_batches_total", "outcome"): {"sent", "failed", "unknown", "split"},
-    ("hss_scand_images_submitted_total", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_submitted_total", "reason"): {"never_scanned", "changed", "failed_retry", "stale", "stuck"},
     ("hss_scand_api_retries_total", "reason"): {
         "throttled", "server_error", "client_error", "timeout", "connect", "transport",
         "malformed", "failed_in_body", "credentials", "request", "not_sent"},

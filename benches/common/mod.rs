@@ -34,6 +34,8 @@ pub fn start_sim(images: usize, extra: &[&str]) -> (Child, String) {
     (sim, first.trim().to_owned())
 }
 
+// Each benchmark reads the measures it reports, not all of them.
+#[allow(dead_code)]
 pub struct Measured {
     pub wall: Duration,
     /// User plus system CPU time of the `hss-scand` process alone.

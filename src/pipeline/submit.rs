@@ -9,6 +9,7 @@
 //! submission, sees that nothing moved (never received, due again).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
@@ -28,6 +29,14 @@ pub async fn submit(
     fence: &Fence,
     shutdown: &Shutdown,
 ) -> Result<ScanReport, StoreError> {
+    // Which images go out was decided by the plan (its caps cut the oldest scans last).
+    // Within one priority and reason they go out in row order: each batch then claims
+    // neighbouring rows, and writes a few pages of the database rather than one per image.
+    let mut plan = plan;
+    // Unstable: row ids are unique, and a stable sort would copy half of a plan that can be
+    // the largest thing this process holds.
+    plan.due
+        .sort_unstable_by_key(|d| (std::cmp::Reverse(d.due.priority), d.due.reason, d.row_id));
     let mut report = ScanReport {
         due: plan.due.len(),
         due_before_caps: plan.due_before_caps,
@@ -216,6 +225,17 @@ fn send_batch<'a>(
             );
         }
         let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
+        // The batch is recorded as submitted now; an image with no submission before this one
+        // (a refused or lost one does not count) is submitted for the first time.
+        let submitted_at = store.clock().now_ms();
+        let first_submitted_after: Vec<Duration> = items
+            .iter()
+            .filter(|d| d.last_submitted_at.is_none())
+            .map(|d| {
+                let waited = submitted_at.saturating_sub(d.appeared_at).max(0);
+                Duration::from_millis(u64::try_from(waited).unwrap_or(0))
+            })
+            .collect();
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
         let gate = LeaseGate { store, fence };
         let result = api.scans.submit(image_type, &identities, &gate).await;
@@ -229,6 +249,7 @@ fn send_batch<'a>(
             state: BatchState::Sent,
             error: None,
             task_id: None,
+            first_submitted_after,
         };
         let flow = match result {
             Ok(receipt) => {

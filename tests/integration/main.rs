@@ -13,6 +13,7 @@ mod daemon;
 mod failover;
 mod hardening;
 mod incremental;
+mod operators;
 mod registry;
 mod scan;
 mod signing_vectors;
