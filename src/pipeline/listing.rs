@@ -638,12 +638,10 @@ mod tests {
     #[test]
     fn a_missed_change_moved_a_time_the_windows_cover_and_is_not_recent() {
         const BEFORE: i64 = 1_000;
-        let cases: [(
-            &str,
-            [Option<i64>; 3],
-            Option<[Option<i64>; 3]>,
-            Option<i64>,
-        ); 8] = [
+        /// The three change times (update, sync, scan) as listed, then as stored.
+        type Times = [Option<i64>; 3];
+        // name, listed, stored (None: a new image), the change it missed
+        let cases: [(&str, Times, Option<Times>, Option<i64>); 8] = [
             ("new, old times", [Some(10), Some(20), None], None, Some(20)),
             (
                 "new, a recent time",

@@ -339,10 +339,17 @@ async fn a_change_late_to_show_but_within_the_overlap_is_not_counted_as_missed()
     });
     let full = r.sync().await;
     assert_eq!(listed(&full), ListingKind::Full);
-    assert!(sum(&full, |s| s.counts.new + s.counts.changed) > 30, "{full:?}");
+    assert!(
+        sum(&full, |s| s.counts.new + s.counts.changed) > 30,
+        "{full:?}"
+    );
     assert_eq!(sum(&full, |s| s.listing.missed), 0, "{full:?}");
     advance(&r, 10 * MINUTE);
-    assert_eq!(listed(&r.sync().await), ListingKind::Incremental, "no fall-back");
+    assert_eq!(
+        listed(&r.sync().await),
+        ListingKind::Incremental,
+        "no fall-back"
+    );
 }
 
 #[tokio::test]
