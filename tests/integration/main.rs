@@ -11,6 +11,7 @@ mod credentials;
 mod current_api;
 mod daemon;
 mod hardening;
+mod postgres;
 mod registry;
 mod scan;
 mod signing_vectors;

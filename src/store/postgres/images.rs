@@ -2,7 +2,7 @@
 //!
 //! As on SQLite, a sync holds two hashes per image ([`KnownImage`]), writes only what
 //! changed, and writes it in transactions of a few thousand images. Here the index comes back
-//! as four arrays per chunk of rows, and a page of images goes in as one `INSERT … SELECT
+//! packed, one `bytea` per chunk of rows, and a page of images goes in as one `INSERT … SELECT
 //! FROM UNNEST(…)` of one array per column: one statement however many rows, with no
 //! per-row parsing or binding on either side.
 
@@ -16,6 +16,9 @@ use crate::store::{ImageCount, Inventory, KnownImage, PreparedImage, StoreError}
 
 /// Rows per read of the inventory index.
 const INDEX_CHUNK: i64 = 50_000;
+
+/// Bytes per packed row of the inventory index: id, key hash, content hash, deleted.
+const PACKED_ROW: usize = 25;
 
 /// Rows per upsert statement: a sync sends a few thousand per transaction, which this keeps
 /// to one statement while bounding the arrays of a caller that sends more.
@@ -147,26 +150,23 @@ fn last_of_each_key(images: &[PreparedImage]) -> Vec<&PreparedImage> {
 #[async_trait]
 impl Inventory for PgBackend {
     /// Key hash → what is stored, for every image (present or deleted) of a target and type,
-    /// read [`INDEX_CHUNK`] rows at a time as four arrays.
+    /// read [`INDEX_CHUNK`] rows at a time, each chunk packed by PostgreSQL into one `bytea`
+    /// of [`PACKED_ROW`] bytes a row (see `candidates` for why not arrays or rows).
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
     async fn known_images(
         &self,
         target: &str,
         image_type: &ImageType,
     ) -> Result<HashMap<i64, KnownImage>, StoreError> {
-        type Chunk = (
-            Option<i64>,
-            Option<Vec<i64>>,
-            Option<Vec<i64>>,
-            Option<Vec<i64>>,
-            Option<Vec<bool>>,
-        );
+        let corrupt = || StoreError::Corrupt {
+            what: "the inventory index",
+        };
         let mut known = HashMap::new();
         let mut after = 0i64;
         loop {
-            let (last, ids, keys, contents, deleted): Chunk = sqlx::query_as(
-                "SELECT MAX(id), array_agg(id), array_agg(key_hash), array_agg(content_hash), \
-                 array_agg(deleted_at IS NOT NULL) \
+            let packed: Option<Vec<u8>> = sqlx::query_scalar(
+                "SELECT string_agg(int8send(id) || int8send(key_hash) || int8send(content_hash) \
+                 || boolsend(deleted_at IS NOT NULL), ''::BYTEA) \
                  FROM (SELECT id, key_hash, content_hash, deleted_at FROM images \
                  WHERE target = $1 AND image_type = $2 AND id > $3 ORDER BY id LIMIT $4) AS chunk",
             )
@@ -177,31 +177,30 @@ impl Inventory for PgBackend {
             .fetch_one(&self.pool)
             .await
             .context("read the inventory index")?;
-            let (Some(last), Some(ids), Some(keys), Some(contents), Some(deleted)) =
-                (last, ids, keys, contents, deleted)
-            else {
+            let Some(packed) = packed else {
                 break;
             };
-            let rows = ids.len();
-            if keys.len() != rows || contents.len() != rows || deleted.len() != rows {
-                return Err(StoreError::Corrupt {
-                    what: "the inventory index",
-                });
+            if packed.is_empty() || packed.len() % PACKED_ROW != 0 {
+                return Err(corrupt());
             }
-            for (((row_id, key_hash), content_hash), deleted) in
-                ids.into_iter().zip(keys).zip(contents).zip(deleted)
-            {
+            let number = |row: &[u8], at: usize| {
+                let mut be = [0u8; 8];
+                be.copy_from_slice(&row[at..at + 8]);
+                i64::from_be_bytes(be)
+            };
+            for row in packed.chunks_exact(PACKED_ROW) {
+                let row_id = number(row, 0);
+                after = after.max(row_id);
                 known.insert(
-                    key_hash,
+                    number(row, 8),
                     KnownImage {
                         row_id,
-                        content_hash,
-                        deleted,
+                        content_hash: number(row, 16),
+                        deleted: row[24] != 0,
                     },
                 );
             }
-            after = last;
-            if (rows as i64) < INDEX_CHUNK {
+            if ((packed.len() / PACKED_ROW) as i64) < INDEX_CHUNK {
                 break;
             }
         }

@@ -43,9 +43,11 @@ const POOL_SIZE: u32 = 8;
 /// How long a call waits for a connection (and, at open, for the database to answer) before
 /// it fails: a database that is down makes calls fail within this, not hang.
 const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
-/// How long `/readyz` waits for the database to answer a query on a connection it already
-/// has (a connection to a host that vanished does not fail, it waits).
-const PING_TIMEOUT: Duration = Duration::from_secs(5);
+/// How long `/readyz` waits for the database to answer (a connection to a host that
+/// vanished does not fail, it waits; and while the database is down, acquiring one waits
+/// [`ACQUIRE_TIMEOUT`]). Well under the HTTP server's 5 s idle cut and a probe's timeout, so
+/// that the probe gets its "not ready" rather than a dropped connection.
+const PING_TIMEOUT: Duration = Duration::from_secs(2);
 /// Set on every connection. `lock_timeout`: a call waiting for a row lock (the lease, an
 /// image a batch is claiming) held by a process that hangs fails instead of waiting forever.
 /// `idle_in_transaction_session_timeout`: the server ends the session of a process paused
@@ -140,21 +142,42 @@ impl PgBackend {
     }
 }
 
-/// The pool for `url`, after one connection made at once, so that a database that cannot be
-/// reached, or refuses the login, is an error naming it (with any password redacted) and
-/// saying why, rather than the pool's "timed out".
+/// The pool for `url`, with one connection made (and kept, for the migration). A database
+/// that cannot be reached, or refuses the login, is an error naming it (with any password
+/// redacted) and saying why. A refused connection is tried again until `acquire_timeout`
+/// (the database may be starting beside hss-scand); the pool then says only that it timed
+/// out, so one more attempt finds the reason to report.
 async fn connect(url: &str, acquire_timeout: Duration) -> Result<PgPool, StoreError> {
     let open_err = |source| StoreError::Open {
         url: url_text(url),
         source,
     };
     let options = connect_options(url).map_err(open_err)?;
-    let first = tokio::time::timeout(acquire_timeout, options.connect())
-        .await
-        .map_err(|_| open_err(sqlx::Error::PoolTimedOut))?
-        .map_err(open_err)?;
-    first.close().await.map_err(open_err)?;
-    Ok(pool_options(acquire_timeout).connect_lazy_with(options))
+    let pool = pool_options(acquire_timeout).connect_lazy_with(options.clone());
+    let first = pool.acquire().await;
+    match first {
+        Ok(_returned_to_the_pool) => Ok(pool),
+        Err(sqlx::Error::PoolTimedOut) => {
+            pool.close().await;
+            let why = match tokio::time::timeout(acquire_timeout, options.connect()).await {
+                Ok(Err(err)) => err,
+                Ok(Ok(conn)) => {
+                    // Up just now: not worth a second wait; the next start will do.
+                    let _ = conn.close().await;
+                    sqlx::Error::PoolTimedOut
+                }
+                Err(_) => sqlx::Error::Io(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("no answer within {} s", acquire_timeout.as_secs_f32()),
+                )),
+            };
+            Err(open_err(why))
+        }
+        Err(err) => {
+            pool.close().await;
+            Err(open_err(err))
+        }
+    }
 }
 
 fn connect_options(url: &str) -> Result<PgConnectOptions, sqlx::Error> {
@@ -245,8 +268,9 @@ mod tests {
     }
 
     #[tokio::test]
-    async fn a_database_that_cannot_be_reached_at_open_is_named_without_its_password() {
-        // A port nothing listens on: refused at once.
+    async fn a_database_that_cannot_be_reached_at_open_is_named_with_why_and_without_its_password()
+    {
+        // A port nothing listens on: refused, again and again until the timeout.
         let port = std::net::TcpListener::bind("127.0.0.1:0")
             .expect("bind")
             .local_addr()
@@ -254,25 +278,31 @@ mod tests {
             .port();
         let url = format!("postgres://hss:s3cret@127.0.0.1:{port}/hss");
         let started = std::time::Instant::now();
-        let err = PgBackend::open(&url, 0).await.expect_err("refused");
+        let err = connect(&url, Duration::from_millis(500))
+            .await
+            .expect_err("refused");
         let text = err.to_string();
         assert!(matches!(err, StoreError::Open { .. }), "{text}");
         assert!(text.contains(&format!("127.0.0.1:{port}")), "{text}");
+        assert!(text.to_lowercase().contains("refused"), "says why: {text}");
         assert!(
             text.contains("[redacted]") && !text.contains("s3cret"),
             "{text}"
         );
         assert!(
-            started.elapsed() < ACQUIRE_TIMEOUT,
-            "refused is not waited on"
+            started.elapsed() < Duration::from_secs(3),
+            "{:?}",
+            started.elapsed()
         );
 
+        // A server that takes the connection and never answers.
         let (address, server) = silent_server().await;
         let silent = format!("postgres://hss:s3cret@{address}/hss");
         let err = connect(&silent, Duration::from_millis(300))
             .await
             .expect_err("silent");
         let text = err.to_string();
+        assert!(text.contains("no answer within 0.3 s"), "{text}");
         assert!(
             text.contains("[redacted]") && !text.contains("s3cret"),
             "{text}"

@@ -66,8 +66,13 @@ impl Drop for TestDatabase {
             })
         })
         .join();
-        if !matches!(dropped, Ok(Ok(()))) {
-            eprintln!("could not drop the test database {}", self.name);
+        match dropped {
+            Ok(Ok(())) => {}
+            Ok(Err(err)) => eprintln!("could not drop the test database {}: {err}", self.name),
+            Err(_) => eprintln!(
+                "could not drop the test database {}: no connection",
+                self.name
+            ),
         }
     }
 }
