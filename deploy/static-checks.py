@@ -36,6 +36,12 @@ METRICS = {
     "hss_scand_build_info": ({"version"}, None),
     "hss_scand_images": ({"target", "image_type", "scan_status"}, None),
     "hss_scand_images_due": ({"target", "reason"}, None),
+    "hss_scand_coverage_ratio": ({"target"}, None),
+    "hss_scand_oldest_scan_age_seconds": ({"target"}, None),
+    "hss_scand_images_at_risk": ({"target", "severity"}, None),
+    "hss_scand_images_with_malicious_files": ({"target"}, None),
+    "hss_scand_images_with_unsafe_settings": ({"target"}, None),
+    "hss_scand_time_to_submit_seconds": ({"target"}, HIST),
     "hss_scand_sync_runs_total": ({"target", "outcome"}, None),
     "hss_scand_sync_duration_seconds": ({"target"}, HIST),
     "hss_scand_last_successful_sync_timestamp_seconds": ({"target"}, None),
@@ -57,6 +63,11 @@ METRICS = {
     "hss_scand_hss_reported_scans": ({"target"}, None),
     "hss_scand_hss_free_scan_quota": ({"target"}, None),
     "hss_scand_scan_tasks_total": ({"target", "outcome"}, None),
+    "hss_scand_deletions_held_total": ({"target"}, None),
+    # The leader lease, as each replica sees it.
+    "hss_scand_leader": (set(), None),
+    "hss_scand_lease_term": (set(), None),
+    "hss_scand_leader_changes_total": (set(), None),
 }
 PROCESS = {
     "process_cpu_seconds_total", "process_resident_memory_bytes", "process_virtual_memory_bytes",
@@ -67,13 +78,14 @@ ENDPOINTS = {"list_swr_images", "synchronize", "batch_scan", "list_registry_imag
              "pay_per_scan_statistics", "show_switch", "add_registry", "list_registries",
              "image_upload_command"}
 VALUES = {
-    ("hss_scand_images_due", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_due", "reason"): {"never_scanned", "changed", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_at_risk", "severity"): {"High", "Medium", "Low", "Security"},
     ("hss_scand_sync_runs_total", "outcome"): {"complete", "partial", "failed"},
     ("hss_scand_scan_batches_total", "outcome"): {"sent", "failed", "unknown", "split"},
-    ("hss_scand_images_submitted_total", "reason"): {"never_scanned", "failed_retry", "stale", "stuck"},
+    ("hss_scand_images_submitted_total", "reason"): {"never_scanned", "changed", "failed_retry", "stale", "stuck"},
     ("hss_scand_api_retries_total", "reason"): {
         "throttled", "server_error", "client_error", "timeout", "connect", "transport",
-        "malformed", "failed_in_body", "credentials", "request"},
+        "malformed", "failed_in_body", "credentials", "request", "not_sent"},
     ("hss_scand_job_runs_total", "exported_job"): {"sync", "scan"},
     ("hss_scand_job_runs_total", "outcome"): {"success", "failure", "skipped"},
     ("hss_scand_last_job_success_timestamp_seconds", "exported_job"): {"sync", "scan"},
@@ -84,7 +96,8 @@ VALUES = {
 for m in ("hss_scand_api_requests_total", "hss_scand_api_request_duration_seconds",
           "hss_scand_api_retries_total"):
     VALUES[(m, "endpoint")] = ENDPOINTS
-TARGET_LABELS = {"job", "instance"}
+# The scrape's labels; namespace where a Kubernetes scrape configuration copies it (deploy/README.md).
+TARGET_LABELS = {"job", "instance", "namespace"}
 ALL_LABELS = set().union(*(l for l, _ in METRICS.values())) | TARGET_LABELS | {"le", "alertname"}
 
 SELECTOR = re.compile(r"\b([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(\{[^}]*\})?")
@@ -159,7 +172,9 @@ def load_yaml(path):
 # Configuration files: valid TOML, known keys only (config/default.toml + the [daemon] section).
 with open("config/default.toml", "rb") as f:
     DEFAULTS = tomllib.load(f)
-DEFAULTS["daemon"] = {"sync_on_start": True, "shutdown_grace": "30s"}
+check(isinstance(DEFAULTS.get("daemon"), dict) and {"shutdown_grace", "lease_ttl", "lease_renew_every"} <= set(DEFAULTS["daemon"]),
+      "config/default.toml: [daemon] with shutdown_grace, lease_ttl and lease_renew_every expected")
+DEFAULTS.setdefault("daemon", {"sync_on_start": True, "shutdown_grace": "30s", "lease_ttl": "20s", "lease_renew_every": "5s"})
 default_text = open("config/default.toml").read()
 TARGET_KEYS = set(re.findall(r"^# (\w+) = ", default_text.split("# [[targets]]\n", 1)[1].split("\n\n", 1)[0], re.M))
 check({"name", "region", "project_id", "image_types"} <= TARGET_KEYS, "config/default.toml: [[targets]] example keys not found")
@@ -188,8 +203,19 @@ def check_config(text, where):
     return cfg
 
 
+def daemon_setting(cfg, key):
+    return seconds(cfg.get("daemon", {}).get(key, DEFAULTS["daemon"][key]))
+
+
 def grace(cfg):
-    return seconds(cfg.get("daemon", {}).get("shutdown_grace", DEFAULTS["daemon"]["shutdown_grace"]))
+    return daemon_setting(cfg, "shutdown_grace")
+
+
+def check_lease(cfg, where):
+    """The daemon refuses a renewal interval over half the TTL; the kit keeps to a third."""
+    ttl, renew = daemon_setting(cfg, "lease_ttl"), daemon_setting(cfg, "lease_renew_every")
+    check(0 < renew and 3 * renew <= ttl, f"{where}: lease_renew_every ({renew}s) must be at most a third of lease_ttl ({ttl}s)")
+    return ttl
 
 
 # ---------------------------------------------------------------------------------------------
@@ -236,10 +262,12 @@ for key, name in (("ak_file", "ak"), ("sk_file", "sk")):
 # Prometheus rules and their tests.
 alerts = load_yaml("deploy/prometheus/alerts.yml")
 alert_names = []
+rules = {}
 for group in alerts.get("groups", []):
     for rule in group.get("rules", []):
         name = rule.get("alert") or rule.get("record")
         alert_names.append(name)
+        rules[name] = rule
         check_promql(rule.get("expr", ""), f"alerts.yml {name}")
         if "alert" in rule:
             check(rule.get("labels", {}).get("severity") in {"critical", "warning", "info"},
@@ -290,10 +318,12 @@ for path in glob.glob("deploy/grafana/provisioning/**/*.yaml", recursive=True):
     load_yaml(path)
 
 # ---------------------------------------------------------------------------------------------
-# Compose.
+# Compose. The default services, and under the profile "postgres" PostgreSQL and hss-scand
+# replicas on it; without the profile nothing changes.
 compose = load_yaml("deploy/compose.yaml")
 services = compose.get("services", {})
 check({"hss-sim", "hss-scand", "prometheus", "grafana"} <= set(services), "compose.yaml: services missing")
+check({"postgres", "hss-scand-postgres"} <= set(services), "compose.yaml: services of the profile postgres missing")
 for name, svc in services.items():
     build = svc.get("build")
     if build:
@@ -305,84 +335,189 @@ for name, svc in services.items():
             check(os.path.exists(os.path.join("deploy", src)), f"compose.yaml {name}: {src} does not exist")
         else:
             check(src in (compose.get("volumes") or {}), f"compose.yaml {name}: volume {src} not declared")
-scand = services.get("hss-scand", {})
+    profiles = svc.get("profiles", [])
+    if name in {"hss-sim", "hss-scand", "prometheus", "grafana"}:
+        check(not profiles, f"compose.yaml {name}: a default service must have no profile")
+    else:
+        check(profiles == ["postgres"], f"compose.yaml {name}: expected profiles [\"postgres\"]")
+    for dep in svc.get("depends_on", {}):
+        check(dep in services and (profiles or not services[dep].get("profiles")),
+              f"compose.yaml {name}: depends on {dep}, which is not a service it can start")
 sim_args = services.get("hss-sim", {}).get("command", [])
 sim_listen = sim_args[sim_args.index("--listen") + 1] if "--listen" in sim_args else "127.0.0.1:8443"
-mount = [v.split(":")[0] for v in scand.get("volumes", []) if ":/etc/hss-scand/config.toml" in v]
-if check(mount, "compose.yaml: hss-scand mounts no /etc/hss-scand/config.toml"):
+check(sim_listen.startswith("0.0.0.0:"), "compose: hss-sim must listen on 0.0.0.0 to be reachable")
+sim_env = services.get("hss-sim", {}).get("environment", {})
+for scand_name in ("hss-scand", "hss-scand-postgres"):
+    scand = services.get(scand_name, {})
+    check(scand.get("command") == ["run"], f"compose: {scand_name} must run the `run` command")
+    mount = [v.split(":")[0] for v in scand.get("volumes", []) if ":/etc/hss-scand/config.toml" in v]
+    if not check(mount, f"compose.yaml: {scand_name} mounts no /etc/hss-scand/config.toml"):
+        continue
     sim_cfg = check_config(open(os.path.join("deploy", mount[0])).read(), mount[0])
+    check_lease(sim_cfg, mount[0])
     check(sim_cfg.get("hss", {}).get("endpoint") == f"http://hss-sim:{sim_listen.rsplit(':', 1)[1]}",
           "compose: hss.endpoint must be the hss-sim service and its --listen port")
-    check(sim_listen.startswith("0.0.0.0:"), "compose: hss-sim must listen on 0.0.0.0 to be reachable")
     check(all(t["project_id"] == "sim-project" for t in sim_cfg.get("targets", [])),
           "compose: the targets' project_id must be hss-sim's sim-project")
     check(seconds(scand.get("stop_grace_period", "10s")) > grace(sim_cfg),
-          "compose: hss-scand's stop_grace_period must exceed shutdown_grace")
+          f"compose: {scand_name}'s stop_grace_period must exceed shutdown_grace")
     env = scand.get("environment", {})
-    sim_env = services.get("hss-sim", {}).get("environment", {})
     if sim_cfg.get("credentials", {}).get("source", "env") == "env":
         check(env.get("HUAWEICLOUD_SDK_AK") == sim_env.get("HSS_SIM_AK", "sim-ak")
               and env.get("HUAWEICLOUD_SDK_SK") == sim_env.get("HSS_SIM_SK", "sim-sk"),
-              "compose: hss-scand's AK/SK must be the simulator's")
-    check(env.get("HSS_SCAND__SERVER__LISTEN", "").endswith(":9794"), "compose: hss-scand must listen on :9794")
+              f"compose: {scand_name}'s AK/SK must be the simulator's")
+    check(env.get("HSS_SCAND__SERVER__LISTEN", "").endswith(":9794"), f"compose: {scand_name} must listen on :9794")
+    check(scand.get("depends_on", {}).get("hss-sim", {}).get("condition") == "service_healthy",
+          f"compose: {scand_name} must wait for a healthy hss-sim")
+check(services.get("hss-scand", {}).get("environment", {}).get("HSS_SCAND__DATABASE__URL", "").startswith("sqlite:///var/lib/hss-scand/"),
+      "compose: the default hss-scand keeps SQLite on its volume")
+# PostgreSQL: a health check that asks the server over TCP, its data on a named volume, and the
+# replicas' URL pointing at it with its user, password and database.
+pg = services.get("postgres", {})
+pg_env = pg.get("environment", {})
+pg_test = pg.get("healthcheck", {}).get("test", [])
+check(pg_test[:2] == ["CMD", "pg_isready"] and "-h" in pg_test, "compose: postgres's health check must be pg_isready over TCP (-h)")
+check(any(v.split(":")[0] in (compose.get("volumes") or {}) and v.split(":")[1] == "/var/lib/postgresql/data"
+          for v in pg.get("volumes", [])), "compose: postgres's data must be on a named volume")
+pg_scand = services.get("hss-scand-postgres", {})
+want_url = f"postgres://{pg_env.get('POSTGRES_USER')}:{pg_env.get('POSTGRES_PASSWORD')}@postgres:5432/{pg_env.get('POSTGRES_DB')}"
+check(pg_scand.get("environment", {}).get("HSS_SCAND__DATABASE__URL") == want_url,
+      f"compose: hss-scand-postgres's database URL must be {want_url}")
+check(pg_scand.get("depends_on", {}).get("postgres", {}).get("condition") == "service_healthy",
+      "compose: hss-scand-postgres must wait for a healthy postgres")
+check(not [v for v in pg_scand.get("volumes", []) if ":/var/lib/hss-scand" in v], "compose: hss-scand-postgres needs no state volume")
+check(pg_scand.get("deploy", {}).get("replicas", 1) >= 2, "compose: hss-scand-postgres should run at least two replicas")
+pg_sd = [n for sd in jobs.get("hss-scand-postgres", {}).get("dns_sd_configs", []) for n in sd.get("names", [])
+         if sd.get("port") == 9794]
+check(pg_sd == ["hss-scand-postgres"], "prometheus.yml: job hss-scand-postgres should find the service hss-scand-postgres on 9794")
 
 # ---------------------------------------------------------------------------------------------
-# Kubernetes.
-K = "deploy/kubernetes"
-kust = load_yaml(f"{K}/kustomization.yaml")
-for r in kust.get("resources", []):
-    check(os.path.isfile(f"{K}/{r}"), f"kustomization.yaml: {r} does not exist")
-check("secret.example.yaml" not in kust.get("resources", []), "kustomization.yaml must not apply the example Secret")
-cm = load_yaml(f"{K}/configmap.yaml")
-k8s_cfg = check_config(cm.get("data", {}).get("config.toml", ""), f"{K}/configmap.yaml config.toml")
-secret = load_yaml(f"{K}/secret.example.yaml")
-pvc = load_yaml(f"{K}/pvc.yaml")
-svc = load_yaml(f"{K}/service.yaml")
-dep = load_yaml(f"{K}/deployment.yaml")
-spec = dep.get("spec", {})
-pod = spec.get("template", {}).get("spec", {})
-check(spec.get("replicas") == 1, "deployment: replicas must be 1 (one SQLite writer)")
-check(spec.get("strategy", {}).get("type") == "Recreate", "deployment: strategy must be Recreate")
-check(pod.get("terminationGracePeriodSeconds", 30) > grace(k8s_cfg),
-      "deployment: terminationGracePeriodSeconds must exceed shutdown_grace")
-psc = pod.get("securityContext", {})
-check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 10001, "deployment: run as non-root 10001")
-check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", "deployment: seccompProfile RuntimeDefault")
-containers = pod.get("containers", [])
-c = containers[0] if containers else {}
-csc = c.get("securityContext", {})
-check(csc.get("readOnlyRootFilesystem") is True, "deployment: readOnlyRootFilesystem")
-check(csc.get("allowPrivilegeEscalation") is False, "deployment: allowPrivilegeEscalation false")
-check(csc.get("capabilities", {}).get("drop") == ["ALL"], "deployment: capabilities drop ALL")
-check(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits"), "deployment: resources")
-ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
-check(ports.get("metrics") == 9794, "deployment: container port metrics 9794")
-check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", "deployment: liveness /healthz")
-check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", "deployment: readiness /readyz")
-cenv = {e["name"]: e.get("value") for e in c.get("env", [])}
-check(cenv.get("HSS_SCAND__SERVER__LISTEN") == "0.0.0.0:9794", "deployment: listen 0.0.0.0:9794")
-check((cenv.get("HSS_SCAND__DATABASE__URL") or "").startswith("sqlite:///var/lib/hss-scand/"), "deployment: database under /var/lib/hss-scand")
-mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
-vols = {v["name"]: v for v in pod.get("volumes", [])}
-check(mounts.get("state") == "/var/lib/hss-scand"
-      and vols.get("state", {}).get("persistentVolumeClaim", {}).get("claimName") == pvc.get("metadata", {}).get("name"),
-      "deployment: the PVC must be mounted at /var/lib/hss-scand")
-check("ReadWriteOnce" in pvc.get("spec", {}).get("accessModes", []), "pvc: ReadWriteOnce")
-check(vols.get("config", {}).get("configMap", {}).get("name") == cm.get("metadata", {}).get("name")
-      and mounts.get("config") == "/etc/hss-scand", "deployment: the ConfigMap must be mounted at /etc/hss-scand")
-check(vols.get("credentials", {}).get("secret", {}).get("secretName") == secret.get("metadata", {}).get("name"),
-      "deployment: the Secret's name differs from secret.example.yaml")
-for key in ("ak_file", "sk_file"):
-    path = k8s_cfg.get("credentials", {}).get(key, "")
-    check(os.path.dirname(path) == mounts.get("credentials")
-          and os.path.basename(path) in secret.get("stringData", {}),
-          f"configmap: credentials.{key} must be a key of the mounted Secret")
-check(k8s_cfg.get("credentials", {}).get("source") == "file", "configmap: credentials.source = \"file\"")
-sp = (svc.get("spec", {}).get("ports") or [{}])[0]
-check(sp.get("port") == 9794 and sp.get("name") == "metrics", "service: port 9794 named metrics")
-check(svc.get("spec", {}).get("selector") == spec.get("template", {}).get("metadata", {}).get("labels"),
-      "service: the selector must match the pod's labels")
-check(svc.get("metadata", {}).get("annotations", {}).get("prometheus.io/port") == "9794", "service: prometheus.io annotations")
+# Kubernetes: deploy/kubernetes (one replica on SQLite) and deploy/kubernetes/replicas (two on
+# PostgreSQL). What both share, then what each needs.
+
+
+def k8s_variant(K, replicas):
+    where = f"{K}"
+    kust = load_yaml(f"{K}/kustomization.yaml")
+    resources = kust.get("resources", [])
+    for r in resources:
+        check(os.path.isfile(f"{K}/{r}"), f"{where}/kustomization.yaml: {r} does not exist")
+    for path in sorted(glob.glob(f"{K}/*.yaml")):
+        base = os.path.basename(path)
+        if base not in {"kustomization.yaml", "secret.example.yaml"}:
+            check(base in resources, f"{where}/kustomization.yaml does not apply {base}")
+    check("secret.example.yaml" not in resources, f"{where}/kustomization.yaml must not apply the example Secret")
+    objs = {r: load_yaml(f"{K}/{r}") for r in resources if os.path.isfile(f"{K}/{r}")}
+    by_kind = {}
+    for o in objs.values():
+        by_kind.setdefault(o.get("kind"), []).append(o)
+    for kind in ("ConfigMap", "Deployment", "Service"):
+        check(len(by_kind.get(kind, [])) == 1, f"{where}: one {kind} expected among the resources")
+    cm = (by_kind.get("ConfigMap") or [{}])[0]
+    dep = (by_kind.get("Deployment") or [{}])[0]
+    svc = (by_kind.get("Service") or [{}])[0]
+    cfg = check_config(cm.get("data", {}).get("config.toml", ""), f"{where} ConfigMap config.toml")
+    check_lease(cfg, f"{where} ConfigMap config.toml")
+    spec = dep.get("spec", {})
+    pod = spec.get("template", {}).get("spec", {})
+    pod_labels = spec.get("template", {}).get("metadata", {}).get("labels")
+    check(spec.get("selector", {}).get("matchLabels") == pod_labels, f"{where} deployment: the selector must match the pod's labels")
+    check(pod.get("terminationGracePeriodSeconds", 30) > grace(cfg),
+          f"{where} deployment: terminationGracePeriodSeconds must exceed shutdown_grace")
+    psc = pod.get("securityContext", {})
+    check(psc.get("runAsNonRoot") is True and psc.get("runAsUser") == 10001, f"{where} deployment: run as non-root 10001")
+    check(psc.get("seccompProfile", {}).get("type") == "RuntimeDefault", f"{where} deployment: seccompProfile RuntimeDefault")
+    containers = pod.get("containers", [])
+    c = containers[0] if containers else {}
+    check(c.get("args") == ["run"], f"{where} deployment: the container must run the `run` command")
+    csc = c.get("securityContext", {})
+    check(csc.get("readOnlyRootFilesystem") is True, f"{where} deployment: readOnlyRootFilesystem")
+    check(csc.get("allowPrivilegeEscalation") is False, f"{where} deployment: allowPrivilegeEscalation false")
+    check(csc.get("capabilities", {}).get("drop") == ["ALL"], f"{where} deployment: capabilities drop ALL")
+    check(c.get("resources", {}).get("requests") and c.get("resources", {}).get("limits"), f"{where} deployment: resources")
+    ports = {p["name"]: p["containerPort"] for p in c.get("ports", [])}
+    check(ports.get("metrics") == 9794, f"{where} deployment: container port metrics 9794")
+    check(c.get("livenessProbe", {}).get("httpGet", {}).get("path") == "/healthz", f"{where} deployment: liveness /healthz")
+    check(c.get("readinessProbe", {}).get("httpGet", {}).get("path") == "/readyz", f"{where} deployment: readiness /readyz")
+    cenv = {e["name"]: e for e in c.get("env", [])}
+    check(cenv.get("HSS_SCAND__SERVER__LISTEN", {}).get("value") == "0.0.0.0:9794", f"{where} deployment: listen 0.0.0.0:9794")
+    check(cenv.get("HSS_SCAND_CONFIG", {}).get("value") == "/etc/hss-scand/config.toml", f"{where} deployment: HSS_SCAND_CONFIG")
+    mounts = {m["name"]: m["mountPath"] for m in c.get("volumeMounts", [])}
+    vols = {v["name"]: v for v in pod.get("volumes", [])}
+    check(set(mounts) <= set(vols), f"{where} deployment: a volume mount names no volume")
+    check(vols.get("config", {}).get("configMap", {}).get("name") == cm.get("metadata", {}).get("name")
+          and mounts.get("config") == "/etc/hss-scand", f"{where} deployment: the ConfigMap must be mounted at /etc/hss-scand")
+    creds = load_yaml(f"{K0}/secret.example.yaml")
+    check(vols.get("credentials", {}).get("secret", {}).get("secretName") == creds.get("metadata", {}).get("name"),
+          f"{where} deployment: the AK/SK Secret's name differs from {K0}/secret.example.yaml")
+    for key in ("ak_file", "sk_file"):
+        path = cfg.get("credentials", {}).get(key, "")
+        check(os.path.dirname(path) == mounts.get("credentials")
+              and os.path.basename(path) in creds.get("stringData", {}),
+              f"{where} ConfigMap: credentials.{key} must be a key of the mounted Secret")
+    check(cfg.get("credentials", {}).get("source") == "file", f"{where} ConfigMap: credentials.source = \"file\"")
+    sp = (svc.get("spec", {}).get("ports") or [{}])[0]
+    check(sp.get("port") == 9794 and sp.get("name") == "metrics", f"{where} service: port 9794 named metrics")
+    check(svc.get("spec", {}).get("selector") == pod_labels, f"{where} service: the selector must match the pod's labels")
+    check(svc.get("metadata", {}).get("annotations", {}).get("prometheus.io/port") == "9794", f"{where} service: prometheus.io annotations")
+    db_url = cenv.get("HSS_SCAND__DATABASE__URL", {})
+
+    if not replicas:
+        pvcs = by_kind.get("PersistentVolumeClaim") or [{}]
+        pvc = pvcs[0]
+        check(spec.get("replicas") == 1, f"{where} deployment: replicas must be 1 (one SQLite writer)")
+        check(spec.get("strategy", {}).get("type") == "Recreate", f"{where} deployment: strategy must be Recreate")
+        check((db_url.get("value") or "").startswith("sqlite:///var/lib/hss-scand/"), f"{where} deployment: database under /var/lib/hss-scand")
+        check(mounts.get("state") == "/var/lib/hss-scand"
+              and vols.get("state", {}).get("persistentVolumeClaim", {}).get("claimName") == pvc.get("metadata", {}).get("name"),
+              f"{where} deployment: the PVC must be mounted at /var/lib/hss-scand")
+        check("ReadWriteOnce" in pvc.get("spec", {}).get("accessModes", []), f"{where} pvc: ReadWriteOnce")
+        return cfg, svc
+
+    # Replicas: PostgreSQL from a Secret, no state volume, a rollout that keeps a standby, a
+    # disruption budget, spread over nodes.
+    check(spec.get("replicas", 1) >= 2, f"{where} deployment: at least two replicas")
+    strategy = spec.get("strategy", {})
+    check(strategy.get("type") == "RollingUpdate" and strategy.get("rollingUpdate", {}).get("maxUnavailable") == 0
+          and strategy.get("rollingUpdate", {}).get("maxSurge", 0) not in (0, "0%"),
+          f"{where} deployment: RollingUpdate with maxUnavailable 0 and a surge")
+    check(not by_kind.get("PersistentVolumeClaim"), f"{where}: no PVC (the state is in PostgreSQL)")
+    check(not any("persistentVolumeClaim" in v for v in vols.values()) and "/var/lib/hss-scand" not in mounts.values(),
+          f"{where} deployment: no state volume")
+    ref = db_url.get("valueFrom", {}).get("secretKeyRef", {})
+    check("value" not in db_url and ref, f"{where} deployment: HSS_SCAND__DATABASE__URL must come from a secretKeyRef")
+    db_secret = load_yaml(f"{K}/secret.example.yaml")
+    check(ref.get("name") == db_secret.get("metadata", {}).get("name"),
+          f"{where} deployment: the database Secret's name differs from secret.example.yaml")
+    example_url = db_secret.get("stringData", {}).get(ref.get("key"), "")
+    m = re.fullmatch(r"(postgres|postgresql)://([^:@/]+):([^@/]+)@([^/:]+)(:\d+)?/\w+", example_url)
+    check(m, f"{where}/secret.example.yaml: key {ref.get('key')} must be a postgres:// URL with user, password, host and database")
+    check(m and m.group(3).startswith("REPLACE-"), f"{where}/secret.example.yaml: the password must be a REPLACE-... placeholder")
+    anti = pod.get("affinity", {}).get("podAntiAffinity", {}).get("preferredDuringSchedulingIgnoredDuringExecution", [])
+    check(any(a.get("podAffinityTerm", {}).get("topologyKey") == "kubernetes.io/hostname"
+              and a.get("podAffinityTerm", {}).get("labelSelector", {}).get("matchLabels") == pod_labels for a in anti),
+          f"{where} deployment: preferred pod anti-affinity across nodes (kubernetes.io/hostname) on the pod's labels")
+    pdbs = by_kind.get("PodDisruptionBudget") or [{}]
+    pdb = pdbs[0].get("spec", {})
+    check(pdb.get("selector", {}).get("matchLabels") == pod_labels, f"{where} pdb: the selector must match the pod's labels")
+    check(pdb.get("minAvailable") == 1 or pdb.get("maxUnavailable") == 1, f"{where} pdb: one pod at a time (minAvailable 1)")
+    return cfg, svc
+
+
+K0 = "deploy/kubernetes"
+single_cfg, single_svc = k8s_variant(K0, replicas=False)
+replicas_cfg, replicas_svc = k8s_variant(f"{K0}/replicas", replicas=True)
+check(replicas_svc == single_svc, f"{K0}/replicas/service.yaml must be the same as {K0}/service.yaml")
+for section in set(single_cfg) | set(replicas_cfg):
+    if section != "daemon":
+        check(single_cfg.get(section) == replicas_cfg.get(section),
+              f"{K0}/replicas/configmap.yaml: [{section}] differs from {K0}/configmap.yaml (only [daemon] may)")
+
+# The leadership alerts against the lease: no leader for twice the longest TTL of the kit.
+ttl = max(check_lease(c, w) for c, w in ((DEFAULTS, "config/default.toml"), (replicas_cfg, f"{K0}/replicas")))
+no_leader = rules.get("HssScandNoLeader", {})
+check(seconds(no_leader.get("for", "0s")) >= 2 * ttl, f"alerts.yml HssScandNoLeader: for must be at least twice lease_ttl ({ttl}s)")
+check("hss_scand_leader" in rules.get("HssScandMultipleLeaders", {}).get("expr", ""), "alerts.yml: HssScandMultipleLeaders expected")
 
 # ---------------------------------------------------------------------------------------------
 # Container image: the Dockerfile and what its build context must hold.

@@ -74,7 +74,7 @@ pub enum Command {
     Sync,
 
     /// Dry run: list the images the next scan would submit, in submission order, each with
-    /// its reason (never_scanned, failed_retry, stale, stuck), the rule that matched and its
+    /// its reason (never_scanned, changed, failed_retry, stale, stuck), the rule that matched and its
     /// priority, after max_images_per_run and today's budget. Reads only the local database;
     /// submits nothing.
     Plan {
@@ -96,13 +96,19 @@ pub enum Command {
     /// succeeded.
     Once,
 
-    /// Show each target's API and what its HSS project said at the last sync (its own periodic
-    /// scan, pay-per-scan), the inventory by target, image type and scan status, what is due
-    /// by reason, today's budget, and the latest syncs and batches with their scan tasks.
-    /// Reads only the local database.
+    /// Show each target's coverage (the share of its images scanned within rescan_after, and
+    /// its oldest scan) and findings, its API and what its HSS project said at the last sync
+    /// (its own periodic scan, pay-per-scan), the inventory by target, image type and scan
+    /// status, what is due by reason, today's budget, and the latest syncs and batches with
+    /// their scan tasks. Reads only the local database.
     Status {
         #[arg(long, value_enum, default_value_t = Output::Table)]
         output: Output,
+        /// Also list the N riskiest present images (10 if N is left out): by severity, then
+        /// vulnerability count, with their findings and last scan time.
+        #[arg(long, value_name = "N", num_args = 0..=1, default_missing_value = "10",
+              value_parser = clap::value_parser!(u32).range(1..=10_000))]
+        risky: Option<u32>,
     },
 
     /// Work with the configuration.

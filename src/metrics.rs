@@ -13,7 +13,7 @@ use prometheus::{
     Opts, Registry, TextEncoder,
 };
 
-use crate::domain::{DueReason, Job, JobOutcome, Target, TaskOutcome};
+use crate::domain::{DueReason, Job, JobOutcome, Severity, Target, TaskOutcome};
 use crate::hss::transport::client::ApiObserver;
 use crate::hss::transport::error::HssError;
 use crate::pipeline::report::{BatchState, ScanReport, SyncReport};
@@ -30,6 +30,13 @@ const API_BUCKETS: [f64; 12] = [
 const SYNC_BUCKETS: [f64; 10] = [
     1.0, 5.0, 15.0, 30.0, 60.0, 120.0, 300.0, 600.0, 1800.0, 3600.0,
 ];
+/// Seconds from an image's push (or first sighting) to our first submission of it: the next
+/// scan run (minutes to the half hour of the default schedule), a budget-bound backlog
+/// (hours to days), the backfill of an account's old images (weeks).
+const TIME_TO_SUBMIT_BUCKETS: [f64; 12] = [
+    60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 21600.0, 43200.0, 86400.0, 259200.0, 604800.0,
+    2592000.0,
+];
 /// Seconds from submission to a finished scan: minutes to the scanning timeout (6 h).
 const COMPLETION_BUCKETS: [f64; 10] = [
     60.0, 300.0, 900.0, 1800.0, 3600.0, 7200.0, 14400.0, 21600.0, 43200.0, 86400.0,
@@ -41,6 +48,12 @@ pub struct Metrics {
     registry: Registry,
     images: GaugeVec,
     images_due: GaugeVec,
+    coverage_ratio: GaugeVec,
+    oldest_scan_age: GaugeVec,
+    images_at_risk: GaugeVec,
+    images_with_malicious_files: GaugeVec,
+    images_with_unsafe_settings: GaugeVec,
+    time_to_submit: HistogramVec,
     sync_runs: IntCounterVec,
     sync_duration: HistogramVec,
     last_successful_sync: GaugeVec,
@@ -165,6 +178,37 @@ impl Metrics {
                 "hss_scand_images_due",
                 "Images due for a scan now, before max_images_per_run and the daily budget, by reason.",
                 &["target", "reason"],
+            ),
+            coverage_ratio: gauge(
+                "hss_scand_coverage_ratio",
+                "Share (0..1) of a target's present, scannable, not skipped images whose last successful scan is within their rule's rescan_after (and of their current content); 1 with no such image.",
+                &["target"],
+            ),
+            oldest_scan_age: gauge(
+                "hss_scand_oldest_scan_age_seconds",
+                "Age of the oldest last successful scan among a target's present, scannable, not skipped images; 0 when none has one.",
+                &["target"],
+            ),
+            images_at_risk: gauge(
+                "hss_scand_images_at_risk",
+                "Present images by the severity_level HSS lists after their last scan (High, Medium, Low, Security).",
+                &["target", "severity"],
+            ),
+            images_with_malicious_files: gauge(
+                "hss_scand_images_with_malicious_files",
+                "Present images in which their last scan found malicious files.",
+                &["target"],
+            ),
+            images_with_unsafe_settings: gauge(
+                "hss_scand_images_with_unsafe_settings",
+                "Present images in which their last scan found unsafe settings.",
+                &["target"],
+            ),
+            time_to_submit: histogram(
+                "hss_scand_time_to_submit_seconds",
+                "Time from an image's appearance (its latest_update_time, else when a sync first saw it) to our first submission of it, observed when HSS accepts the batch.",
+                &["target"],
+                &TIME_TO_SUBMIT_BUCKETS,
             ),
             sync_runs: counter(
                 "hss_scand_sync_runs_total",
@@ -312,6 +356,15 @@ impl Metrics {
             self.sync_duration.with_label_values(&[t]);
             self.last_successful_sync.with_label_values(&[t]);
             self.scan_completion.with_label_values(&[t]);
+            self.time_to_submit.with_label_values(&[t]);
+            self.coverage_ratio.with_label_values(&[t]);
+            self.oldest_scan_age.with_label_values(&[t]);
+            for severity in Severity::ALL {
+                self.images_at_risk
+                    .with_label_values(&[t, severity.as_str()]);
+            }
+            self.images_with_malicious_files.with_label_values(&[t]);
+            self.images_with_unsafe_settings.with_label_values(&[t]);
             for reason in DueReason::ALL {
                 self.images_due.with_label_values(&[t, reason.as_str()]);
                 for image_type in &target.image_types {
@@ -421,6 +474,12 @@ impl Metrics {
                 .with_label_values(&[batch.target.as_str(), batch.state.as_str()])
                 .inc();
             if batch.state == BatchState::Sent {
+                let waited = self
+                    .time_to_submit
+                    .with_label_values(&[batch.target.as_str()]);
+                for took in &batch.first_submitted_after {
+                    waited.observe(took.as_secs_f64());
+                }
                 for (reason, n) in &batch.reasons {
                     self.images_submitted
                         .with_label_values(&[
@@ -454,6 +513,30 @@ impl Metrics {
                     .with_label_values(&[target.as_str(), reason.as_str()])
                     .set(due as f64);
             }
+        }
+        for coverage in &status.coverage {
+            let t = coverage.target.as_str();
+            self.coverage_ratio
+                .with_label_values(&[t])
+                .set(coverage.ratio);
+            self.oldest_scan_age
+                .with_label_values(&[t])
+                .set(coverage.oldest_scan_age_seconds as f64);
+        }
+        for findings in &status.findings {
+            let t = findings.target.as_str();
+            for severity in Severity::ALL {
+                let images = findings.by_severity.get(&severity).copied().unwrap_or(0);
+                self.images_at_risk
+                    .with_label_values(&[t, severity.as_str()])
+                    .set(images as f64);
+            }
+            self.images_with_malicious_files
+                .with_label_values(&[t])
+                .set(findings.with_malicious_files as f64);
+            self.images_with_unsafe_settings
+                .with_label_values(&[t])
+                .set(findings.with_unsafe_settings as f64);
         }
         self.daily_budget_remaining
             .set(status.budget.remaining.map_or(f64::INFINITY, |n| n as f64));
@@ -542,6 +625,14 @@ mod tests {
             "hss_scand_api_request_duration_seconds_count{endpoint=\"batch_scan\"} 0",
             "hss_scand_scan_completion_seconds_count{target=\"prod\"} 0",
             "hss_scand_sync_duration_seconds_count{target=\"prod\"} 0",
+            "hss_scand_images_due{reason=\"changed\",target=\"prod\"} 0",
+            "hss_scand_coverage_ratio{target=\"prod\"} 0",
+            "hss_scand_oldest_scan_age_seconds{target=\"prod\"} 0",
+            "hss_scand_images_at_risk{severity=\"Security\",target=\"prod\"} 0",
+            "hss_scand_images_at_risk{severity=\"High\",target=\"prod\"} 0",
+            "hss_scand_images_with_malicious_files{target=\"prod\"} 0",
+            "hss_scand_images_with_unsafe_settings{target=\"prod\"} 0",
+            "hss_scand_time_to_submit_seconds_count{target=\"prod\"} 0",
         ] {
             assert!(text.contains(series), "missing {series} in\n{text}");
         }

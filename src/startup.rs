@@ -1,8 +1,15 @@
 //! The composition root: from validated settings to the parts every command, the demo and the
 //! daemon run on — the store (chosen by the scheme of `database.url`), one pair of HSS ports
-//! per target (sharing one rate limit and one credential provider), and the metrics observer
-//! — in one place (zero2prod's `startup.rs`). Callers that need to differ (the demo's
-//! simulator keys, the daemon's metrics, a test's clock) say so to the [`Startup`] builder.
+//! per target, and the metrics observer — in one place (zero2prod's `startup.rs`). Callers
+//! that need to differ (the demo's simulator keys, the daemon's metrics, a test's clock) say
+//! so to the [`Startup`] builder.
+//!
+//! Targets reach HSS with the keys of an account: `[credentials]`, or a target's own
+//! `credentials` table for another account. Targets with the same credentials share one
+//! credential provider (one read of the key files, one refresh of temporary keys) and one
+//! rate limiter of `hss.requests_per_second`: HSS throttles each account on its own, so the
+//! targets of one account must share that account's budget of calls, while another account's
+//! calls neither wait for it nor use it up.
 
 use std::sync::Arc;
 
@@ -40,7 +47,8 @@ impl Startup {
         }
     }
 
-    /// Use these credentials instead of `[credentials]` (the demo's simulator keys).
+    /// Use these credentials instead of `[credentials]` (the demo's simulator keys). Targets
+    /// with their own `credentials` table keep theirs.
     pub fn with_credentials(mut self, credentials: CredentialProvider) -> Startup {
         self.credentials = Some(credentials);
         self
@@ -76,8 +84,9 @@ impl Startup {
         Ok(store::open(&self.settings.database.url, self.clock.clone()).await?)
     }
 
-    /// The credential provider in force. Reading the keys happens here, once, so that a
-    /// missing variable or file is reported before any work starts.
+    /// The default credential provider (`[credentials]`, or what the caller put in its
+    /// place). Reading the keys happens here, once, so that a missing variable or file is
+    /// reported before any work starts.
     pub fn credentials(&self) -> Result<CredentialProvider, CredentialError> {
         match &self.credentials {
             Some(credentials) => Ok(credentials.clone()),
@@ -85,35 +94,63 @@ impl Startup {
         }
     }
 
-    /// An HSS client for each target, in configuration order. Every client shares one rate
-    /// limit, because HSS throttles the account, not the target.
+    /// An HSS client for each target, in configuration order, each at its own endpoint if it
+    /// has one and with its own account's keys if it has them. Targets with the same
+    /// credentials share one provider and one rate limit (see the module documentation).
     pub fn clients(&self) -> anyhow::Result<Vec<(Target, HssClient)>> {
-        let credentials = self.credentials()?;
-        let limiter = rate_limiter(self.settings.hss.requests_per_second);
-        self.settings
-            .targets
-            .iter()
-            .map(|target| {
-                let client = self.client(target, &credentials, &limiter)?;
-                Ok((target.clone(), client))
-            })
-            .collect()
+        // The default account's provider is read only if a target uses it, so that a
+        // configuration whose every target brings its own keys needs no `[credentials]` keys.
+        let mut default: Option<(CredentialProvider, SharedRateLimiter)> = None;
+        let mut accounts: Vec<(CredentialsSettings, CredentialProvider, SharedRateLimiter)> =
+            Vec::new();
+        let per_second = self.settings.hss.requests_per_second;
+        let mut clients = Vec::with_capacity(self.settings.targets.len());
+        for (target, reach) in self.settings.targets.with_reach() {
+            let (credentials, limiter) = match &reach.credentials {
+                None => match &default {
+                    Some(account) => account.clone(),
+                    None => {
+                        let account = (self.credentials()?, rate_limiter(per_second));
+                        default = Some(account.clone());
+                        account
+                    }
+                },
+                Some(own) => {
+                    let own = own.resolve(&self.settings.credentials);
+                    match accounts.iter().find(|(settings, ..)| *settings == own) {
+                        Some((_, provider, limiter)) => (provider.clone(), Arc::clone(limiter)),
+                        None => {
+                            let provider = credentials_from(&own).with_context(|| {
+                                format!("target {}: its own credentials", target.name)
+                            })?;
+                            let limiter = rate_limiter(per_second);
+                            accounts.push((own, provider.clone(), Arc::clone(&limiter)));
+                            (provider, limiter)
+                        }
+                    }
+                }
+            };
+            let endpoint = reach
+                .endpoint
+                .as_ref()
+                .or(self.settings.hss.endpoint.as_ref());
+            let client = self.client(target, endpoint, &credentials, &limiter)?;
+            clients.push((target.clone(), client));
+        }
+        Ok(clients)
     }
 
     fn client(
         &self,
         target: &Target,
+        endpoint: Option<&url::Url>,
         credentials: &CredentialProvider,
         limiter: &SharedRateLimiter,
     ) -> anyhow::Result<HssClient> {
         let hss = &self.settings.hss;
-        let options = ClientOptions::for_target(
-            target,
-            hss.endpoint.as_ref(),
-            hss.request_timeout,
-            hss.max_retries,
-        )
-        .map_err(|problem| anyhow::anyhow!("target {}: {problem}", target.name))?;
+        let options =
+            ClientOptions::for_target(target, endpoint, hss.request_timeout, hss.max_retries)
+                .map_err(|problem| anyhow::anyhow!("target {}: {problem}", target.name))?;
         let mut client = HssClient::new(options, credentials.clone(), Arc::clone(limiter))
             .with_context(|| format!("target {}: cannot build the HSS client", target.name))?;
         if let Some(observer) = &self.observer {

@@ -11,13 +11,23 @@ use crate::domain::Target;
 use crate::domain::{NativeScanPolicy, PayPerScan};
 use crate::pipeline::plan;
 use crate::policy::{Cap, Tally};
-use crate::store::{Batch, ImageCount, LeaseState, Store, StoreError, SyncRun};
+use crate::store::{
+    Batch, ImageCount, LeaseState, RiskCounts, RiskyImage, Store, StoreError, SyncRun,
+};
 
 /// How many recent sync runs and batches the report lists.
 const RECENT: i64 = 20;
 
 #[derive(Debug, Clone, Serialize)]
 pub struct StatusReport {
+    /// Per configured target, the number a team reports: the share of its eligible images
+    /// scanned successfully within their rule's `rescan_after`, and the oldest such scan.
+    pub coverage: Vec<TargetCoverage>,
+    /// Per configured target, what the listing says its present images' last scans found.
+    pub findings: Vec<RiskCounts>,
+    /// The riskiest present images, most severe first (`status --risky`); left out otherwise.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub riskiest: Option<Vec<RiskyImage>>,
     /// Each configured target: the API its calls go through, and what its HSS project says
     /// about itself as of the last sync.
     pub targets: Vec<TargetStatus>,
@@ -39,6 +49,23 @@ pub struct StatusReport {
     /// Who holds the leader lease (the replica that syncs and scans), and until when; `null`
     /// before any process took it. An expired lease is shown too: nobody leads then.
     pub leader: Option<LeaseState>,
+}
+
+/// How well one target is covered, from the same policy pass that makes the plan.
+#[derive(Debug, Clone, Serialize)]
+pub struct TargetCoverage {
+    pub target: String,
+    /// Present images that are scannable, of a configured type, submittable and not skipped.
+    pub eligible: u64,
+    /// Of those, scanned successfully within their rule's `rescan_after`, and (where
+    /// `rescan_on_change` applies) not changed since.
+    pub covered: u64,
+    /// `covered / eligible`; 1 with no eligible image.
+    pub ratio: f64,
+    /// The oldest last successful scan of an eligible image (ms), among those HSS dates.
+    pub oldest_scan_at: Option<i64>,
+    /// How old that scan is, in seconds; 0 with none.
+    pub oldest_scan_age_seconds: i64,
 }
 
 /// One target, as `status` shows it.
@@ -78,6 +105,40 @@ pub async fn gather(
     now: i64,
 ) -> Result<StatusReport, StoreError> {
     let plan = plan::plan(store, targets, policy, now).await?;
+    // Every configured target, also one without images yet, so that its series and lines
+    // exist (at 1 and 0) rather than go missing.
+    let coverage = targets
+        .iter()
+        .map(|target| {
+            let tally = plan
+                .by_target
+                .iter()
+                .find(|(name, _)| **name == *target.name)
+                .map(|(_, tally)| tally.clone())
+                .unwrap_or_default();
+            TargetCoverage {
+                target: target.name.clone(),
+                eligible: tally.eligible(),
+                covered: tally.covered,
+                ratio: tally.coverage_ratio(),
+                oldest_scan_at: tally.oldest_scan,
+                oldest_scan_age_seconds: tally.oldest_scan_age(now) / 1000,
+            }
+        })
+        .collect();
+    let mut risks = store.risk_counts().await?;
+    let findings = targets
+        .iter()
+        .map(
+            |target| match risks.iter().position(|r| r.target == target.name) {
+                Some(at) => risks.swap_remove(at),
+                None => RiskCounts {
+                    target: target.name.clone(),
+                    ..RiskCounts::default()
+                },
+            },
+        )
+        .collect();
     let used_today = store.submitted_since(plan::utc_day_start(now)).await?;
     let daily_budget = policy.daily_budget_cap();
     let facts = store.target_facts().await?;
@@ -95,6 +156,9 @@ pub async fn gather(
         });
     }
     Ok(StatusReport {
+        coverage,
+        findings,
+        riskiest: None,
         targets: target_statuses,
         inventory: store.image_counts().await?,
         policy: plan.tally,

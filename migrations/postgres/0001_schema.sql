@@ -1,6 +1,7 @@
 -- The whole schema of hss-scand on PostgreSQL, as the SQLite schema stands after its
--- migrations 0001..0008 (see migrations/sqlite/ for the history and the reasons behind each
--- column). PostgreSQL starts from this clean state; later changes are new files here too.
+-- migrations 0001..0009 and 0011 (see migrations/sqlite/ for the history and the reasons
+-- behind each column). PostgreSQL starts from this clean state; later changes are new files
+-- here too.
 --
 -- Times are milliseconds since the Unix epoch, UTC (BIGINT). Flags SQLite keeps as 0/1/NULL
 -- are BOOLEAN. Ids are identity columns that also accept explicit values, so that
@@ -53,19 +54,17 @@ CREATE TABLE images (
     changed_at         BIGINT  NOT NULL,
     -- Set when a complete, consistent sync no longer lists the image; cleared if it returns.
     deleted_at         BIGINT,
-    -- Our bookkeeping on each image (never written by a sync): when we last submitted it,
-    -- the scan_items row of that submission, whether it is in flight, and our consecutive
-    -- submissions of it that ended in a failed scan.
-    last_submitted_at  BIGINT,
-    last_item_id       BIGINT,
-    in_flight          BOOLEAN NOT NULL DEFAULT FALSE,
-    failed_submissions BIGINT  NOT NULL DEFAULT 0,
+    -- A 64-bit hash of `image_digest` (`store::model::digest_hash`), written by the sync; NULL
+    -- when HSS lists no digest. A plan compares it with the hash of what we last submitted
+    -- (the due reason `changed`) from the policy index, 8 bytes per image.
+    digest_hash        BIGINT,
     -- The policy's fields packed into one number, as SQLite's `packed_policy_fields`
-    -- (migration 0006 there) and decoded by `store::policy_fields::PackedPolicyFields`:
-    --   type + 8·status + 64·scannable + 192·latest_version + 576·in_flight
-    --   + 1152·unsubmittable
-    -- Stored rather than computed per read: a plan over a million images then reads one
-    -- array of small numbers per chunk, from the covering index below.
+    -- (migrations 0006 and 0009 there) and decoded by `store::policy_fields`:
+    --   type + 8·status + 64·scannable + 192·latest_version + 1152·unsubmittable
+    -- (the 576 digit, once `in_flight`, is 0: that fact lives in submission_state). Stored
+    -- rather than computed per read: a plan over a million images then reads small numbers
+    -- from the covering index below, and `status` counts types and statuses from its low two
+    -- digits.
     packed_policy_fields BIGINT GENERATED ALWAYS AS (
         CASE image_type
             WHEN 'private_image' THEN 0 WHEN 'shared_image' THEN 1
@@ -77,8 +76,18 @@ CREATE TABLE images (
             WHEN 'image_oversized' THEN 6 ELSE 7 END
         + 64 * COALESCE(scannable::INT, 2)
         + 192 * COALESCE(latest_version::INT, 2)
-        + 576 * in_flight::INT
         + 1152 * unsubmittable
+    ) STORED,
+    -- The findings of the image's last scan, as listed (SQLite's migration 0011): the
+    -- severity digit (0 none or unknown, 1 Security, 2 Low, 3 Medium, 4 High) + 8 if it has
+    -- malicious files + 16 if it has unsafe settings. Counted per target from the policy
+    -- index at every metrics refresh.
+    packed_risk BIGINT GENERATED ALWAYS AS (
+        CASE severity_level
+            WHEN 'Security' THEN 1 WHEN 'Low' THEN 2 WHEN 'Medium' THEN 3 WHEN 'High' THEN 4
+            ELSE 0 END
+        + 8 * (COALESCE(malicious_file_num, 0) > 0)::INT
+        + 16 * (COALESCE(unsafe_setting_num, 0) > 0)::INT
     ) STORED,
     UNIQUE (target, key_hash)
 );
@@ -86,12 +95,30 @@ CREATE TABLE images (
 -- A sync's read of what it knows: row id and hashes per image of a target and type.
 CREATE INDEX images_sync_index ON images (target, image_type, id)
     INCLUDE (key_hash, content_hash, deleted_at);
-CREATE INDEX images_present_by_status ON images (target, image_type, scan_status)
-    WHERE deleted_at IS NULL;
--- Planning reads every present image of a target: just these numbers, by row id.
+-- Planning reads every present image of a target: just these numbers, by row id; `status`
+-- and the metrics count from them too.
 CREATE INDEX images_policy ON images (target, id)
-    INCLUDE (packed_policy_fields, latest_scan_time, last_submitted_at, failed_submissions)
+    INCLUDE (packed_policy_fields, latest_scan_time, latest_update_time, digest_hash,
+        packed_risk)
     WHERE deleted_at IS NULL;
+
+-- Our bookkeeping on each image we submitted (SQLite's migration 0009): a narrow table of
+-- its own, so that recording a batch rewrites a few small rows rather than wide inventory
+-- rows and their index entries, and a sync never carries these columns.
+CREATE TABLE submission_state (
+    image_row_id          BIGINT  PRIMARY KEY REFERENCES images (id),
+    -- When we last submitted the image (ms); put back to the one before if a submission
+    -- never reached HSS.
+    last_submitted_at     BIGINT,
+    -- The scan_items row of that submission.
+    last_item_id          BIGINT,
+    -- Our last submission has not been seen to finish, fail or get lost yet.
+    in_flight             BOOLEAN NOT NULL DEFAULT FALSE,
+    -- Our consecutive submissions of it that ended in a failed scan.
+    failed_submissions    BIGINT  NOT NULL DEFAULT 0,
+    -- `digest_hash` of what that submission sent; put back with the time.
+    submitted_digest_hash BIGINT
+);
 
 -- One row per sync of one target and image type.
 CREATE TABLE sync_runs (
@@ -164,9 +191,13 @@ CREATE TABLE scan_items (
     -- The image as it was when submitted.
     status_before    TEXT   NOT NULL,
     scan_time_before BIGINT,
-    -- images.last_submitted_at before this submission, put back if it never reached HSS.
+    -- submission_state.last_submitted_at before this submission, put back if it never
+    -- reached HSS; likewise its submitted_digest_hash.
     submitted_before BIGINT,
     image_digest     TEXT   NOT NULL DEFAULT '',
+    -- `digest_hash` of image_digest: what this submission sent.
+    digest_hash        BIGINT,
+    digest_hash_before BIGINT,
     -- NULL while open; success | failed | lost | rejected | vanished | superseded
     outcome          TEXT,
     finished_at      BIGINT,

@@ -34,7 +34,7 @@ pub async fn run(command: Command, config_path: &Path, settings: Settings) -> an
         Command::Plan { output } => plan::run(&startup, output).await,
         Command::Scan { dry_run } => scan::run(startup, dry_run).await,
         Command::Once => once::run(startup).await,
-        Command::Status { output } => status::run(&startup, output).await,
+        Command::Status { output, risky } => status::run(&startup, output, risky).await,
         Command::Config(ConfigCommand::Check) => config_check::run(config_path, startup.settings()),
         Command::Db(DbCommand::Copy { to }) => db::copy(&startup, &to).await,
         Command::Registry(command) => registry::run(command, &startup).await,

@@ -91,27 +91,85 @@ fn quiet_broken_pipe(result: io::Result<()>) -> io::Result<bool> {
     }
 }
 
-/// Left-aligned columns, two spaces apart, one line per row.
+/// Left-aligned columns, two spaces apart, one line per row. Cells are escaped (see
+/// [`printable`]) before they are measured, so columns line up whatever HSS sent.
 pub(super) fn table(header: &[&str], rows: &[Vec<String>]) -> String {
-    let mut widths: Vec<usize> = header.iter().map(|h| h.len()).collect();
+    let mut widths = Widths::of(header);
     for row in rows {
-        for (w, cell) in widths.iter_mut().zip(row) {
-            *w = (*w).max(cell.chars().count());
-        }
+        widths.fit(row);
     }
     let mut out = String::new();
-    let line = |out: &mut String, cells: &mut dyn Iterator<Item = &str>| {
-        let text: Vec<String> = cells
-            .zip(&widths)
-            .map(|(c, w)| format!("{c:<w$}"))
-            .collect();
-        let _ = writeln!(out, "{}", text.join("  ").trim_end());
-    };
-    line(&mut out, &mut header.iter().copied());
+    out.push_str(&widths.line(header));
     for row in rows {
-        line(&mut out, &mut row.iter().map(String::as_str));
+        out.push_str(&widths.line(row));
     }
     out
+}
+
+/// The widths of a table's columns, grown to fit each row shown to them.
+#[derive(Debug, Clone)]
+pub(super) struct Widths(Vec<usize>);
+
+impl Widths {
+    pub(super) fn of(header: &[&str]) -> Self {
+        Widths(
+            header
+                .iter()
+                .map(|h| printable(h).chars().count())
+                .collect(),
+        )
+    }
+
+    pub(super) fn fit(&mut self, row: &[impl AsRef<str>]) {
+        for (w, cell) in self.0.iter_mut().zip(row) {
+            *w = (*w).max(printable(cell.as_ref()).chars().count());
+        }
+    }
+
+    /// One line of the table, escaped and padded, with its line break.
+    pub(super) fn line(&self, row: &[impl AsRef<str>]) -> String {
+        let mut text = String::new();
+        for (i, (cell, w)) in row.iter().zip(&self.0).enumerate() {
+            if i > 0 {
+                text.push_str("  ");
+            }
+            let _ = write!(text, "{:<w$}", printable(cell.as_ref()));
+        }
+        let mut line = text.trim_end().to_owned();
+        line.push('\n');
+        line
+    }
+}
+
+/// A table written to stdout a row at a time, for tables too long to hold (a plan of a
+/// million images): the caller measures every row first ([`Widths::fit`]), then writes.
+pub(super) struct TableWriter {
+    out: io::BufWriter<io::StdoutLock<'static>>,
+    widths: Widths,
+}
+
+impl TableWriter {
+    pub(super) fn stdout(widths: Widths) -> Self {
+        TableWriter {
+            out: io::BufWriter::with_capacity(64 * 1024, io::stdout().lock()),
+            widths,
+        }
+    }
+
+    /// Writes one row; `Ok(false)` when the reader went away (a closed pipe).
+    pub(super) fn row(&mut self, row: &[impl AsRef<str>]) -> io::Result<bool> {
+        let line = self.widths.line(row);
+        quiet_broken_pipe(self.out.write_all(line.as_bytes()))
+    }
+
+    /// Writes `text` as it is (escaped), then flushes.
+    pub(super) fn finish(mut self, text: &str) -> io::Result<()> {
+        let written = self
+            .out
+            .write_all(printable(text).as_bytes())
+            .and_then(|()| self.out.flush());
+        quiet_broken_pipe(written).map(|_| ())
+    }
 }
 
 /// A serde enum's wire name (`field_too_long`), for a table.

@@ -3,7 +3,7 @@
 use anyhow::Context as _;
 use serde::Serialize;
 
-use super::output::{JsonArrayWriter, print, rfc3339, table, wire_name};
+use super::output::{JsonArrayWriter, TableWriter, Widths, rfc3339, wire_name};
 use crate::cli::Output;
 use crate::pipeline::{plan, submit};
 use crate::policy::Plan;
@@ -26,14 +26,33 @@ pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()>
     printed
 }
 
-/// The plan as a table, followed by how it would be batched.
+/// The plan as a table, followed by how it would be batched. Names are read a page at a
+/// time, twice (to measure the columns, then to print them): a plan of a million images is
+/// printed without holding a million rows.
 pub(super) async fn print_table(
     store: &Store,
     plan: &Plan,
     batch_size: usize,
 ) -> anyhow::Result<()> {
-    let due = store.due_images(&plan.due).await?;
-    print(&plan_table(plan, &due, batch_size)).context("could not print the plan")
+    let mut widths = Widths::of(&HEADER);
+    for page in plan.due.chunks(PAGE) {
+        for d in store.due_images(page).await? {
+            widths.fit(&cells(&d));
+        }
+    }
+    let mut out = TableWriter::stdout(widths);
+    let printing = out.row(&HEADER).context("could not print the plan")?;
+    if printing {
+        'pages: for page in plan.due.chunks(PAGE) {
+            for d in store.due_images(page).await? {
+                if !out.row(&cells(&d)).context("could not print the plan")? {
+                    break 'pages;
+                }
+            }
+        }
+    }
+    out.finish(&summary_line(plan, batch_size))
+        .context("could not print the plan")
 }
 
 /// One object per line in a JSON array, a page at a time: a million-image plan is printed
@@ -93,45 +112,40 @@ impl<'a> From<&'a DueImage> for PlanRow<'a> {
     }
 }
 
-/// `plan` as a table (`due`: its images with their names) and a line on its batches.
-fn plan_table(plan: &Plan, due: &[DueImage], batch_size: usize) -> String {
-    let rows: Vec<Vec<String>> = due
-        .iter()
-        .map(|d| {
-            let r = PlanRow::from(d);
-            vec![
-                r.target.to_owned(),
-                r.image_type.to_owned(),
-                format!("{}/{}:{}", r.namespace, r.image_name, r.image_version),
-                r.reason.to_owned(),
-                r.rule.unwrap_or_else(|| "-".to_owned()),
-                r.priority.to_string(),
-                r.latest_scan_time.unwrap_or_else(|| "-".to_owned()),
-            ]
-        })
-        .collect();
-    let mut out = table(
-        &[
-            "TARGET",
-            "IMAGE TYPE",
-            "IMAGE",
-            "REASON",
-            "RULE",
-            "PRIORITY",
-            "LAST SCAN",
-        ],
-        &rows,
-    );
-    let batches = batches_needed(plan, batch_size);
-    out.push_str(&format!(
+const HEADER: [&str; 7] = [
+    "TARGET",
+    "IMAGE TYPE",
+    "IMAGE",
+    "REASON",
+    "RULE",
+    "PRIORITY",
+    "LAST SCAN",
+];
+
+/// One due image as a row of the table.
+fn cells(d: &DueImage) -> [String; 7] {
+    let r = PlanRow::from(d);
+    [
+        r.target.to_owned(),
+        r.image_type.to_owned(),
+        format!("{}/{}:{}", r.namespace, r.image_name, r.image_version),
+        r.reason.to_owned(),
+        r.rule.unwrap_or_else(|| "-".to_owned()),
+        r.priority.to_string(),
+        r.latest_scan_time.unwrap_or_else(|| "-".to_owned()),
+    ]
+}
+
+/// The line under the table: how many, and in how many calls.
+fn summary_line(plan: &Plan, batch_size: usize) -> String {
+    format!(
         "{} due, {} before caps{}; {} batch-scan call(s) of at most {batch_size}\n",
         plan.due.len(),
         plan.due_before_caps,
         plan.cut_by
             .map_or_else(String::new, |cap| format!(" (cut by {})", wire_name(&cap))),
-        batches,
-    ));
-    out
+        batches_needed(plan, batch_size),
+    )
 }
 
 /// Batches per target and image type, as `submit` will cut them.

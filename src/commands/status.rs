@@ -4,21 +4,29 @@ use anyhow::Context as _;
 
 use super::output::{print, print_json, table, time_or_dash, wire_name};
 use crate::cli::Output;
+use crate::domain::Severity;
 use crate::leader::lease_time;
 use crate::startup::Startup;
 use crate::status::{self, StatusReport};
-use crate::store::Batch;
+use crate::store::{Batch, RiskyImage};
 
-pub(super) async fn run(startup: &Startup, output: Output) -> anyhow::Result<()> {
+pub(super) async fn run(
+    startup: &Startup,
+    output: Output,
+    risky: Option<u32>,
+) -> anyhow::Result<()> {
     let settings = startup.settings();
     let store = startup.open_store().await?;
-    let report = status::gather(
+    let mut report = status::gather(
         &store,
         &settings.targets,
         &settings.policy,
         store.clock().now_ms(),
     )
     .await?;
+    if let Some(limit) = risky {
+        report.riskiest = Some(store.riskiest_images(i64::from(limit)).await?);
+    }
     store.close().await;
     match output {
         Output::Table => print(&to_table(&report)),
@@ -47,9 +55,128 @@ fn leader_line(report: &StatusReport, now: i64) -> String {
     }
 }
 
+/// `COVERAGE`, `FINDINGS` (and with `--risky`, `RISKIEST IMAGES`): what a team reports and
+/// acts on first.
+fn coverage_and_findings(report: &StatusReport) -> String {
+    let mut out = String::from("COVERAGE (scanned successfully within rescan_after)\n");
+    let rows: Vec<Vec<String>> = report
+        .coverage
+        .iter()
+        .map(|c| {
+            vec![
+                c.target.clone(),
+                format!("{:.1}%", c.ratio * 100.0),
+                format!("{} of {}", c.covered, c.eligible),
+                c.oldest_scan_at.map_or_else(
+                    || "-".to_owned(),
+                    |at| {
+                        format!(
+                            "{} ({} ago)",
+                            time_or_dash(Some(at)),
+                            age(c.oldest_scan_age_seconds)
+                        )
+                    },
+                ),
+            ]
+        })
+        .collect();
+    out.push_str(&table(
+        &["TARGET", "COVERAGE", "IMAGES", "OLDEST SCAN"],
+        &rows,
+    ));
+    out.push_str("\nFINDINGS (present images, as of their last scan)\n");
+    let rows: Vec<Vec<String>> = report
+        .findings
+        .iter()
+        .map(|f| {
+            let mut row = vec![f.target.clone()];
+            row.extend(
+                Severity::ALL
+                    .iter()
+                    .rev()
+                    .map(|s| f.by_severity.get(s).copied().unwrap_or(0).to_string()),
+            );
+            row.push(f.with_malicious_files.to_string());
+            row.push(f.with_unsafe_settings.to_string());
+            row
+        })
+        .collect();
+    out.push_str(&table(
+        &[
+            "TARGET",
+            "HIGH",
+            "MEDIUM",
+            "LOW",
+            "SECURITY",
+            "MALICIOUS FILES",
+            "UNSAFE SETTINGS",
+        ],
+        &rows,
+    ));
+    if let Some(riskiest) = &report.riskiest {
+        out.push_str("\nRISKIEST IMAGES\n");
+        if riskiest.is_empty() {
+            out.push_str("none: no present image has a finding\n");
+        } else {
+            out.push_str(&riskiest_table(riskiest));
+        }
+    }
+    out
+}
+
+/// The riskiest images, one line each, most severe first.
+fn riskiest_table(images: &[RiskyImage]) -> String {
+    let number = |n: Option<i64>| n.map_or_else(|| "-".to_owned(), |n| n.to_string());
+    let rows: Vec<Vec<String>> = images
+        .iter()
+        .map(|i| {
+            let mut image = format!("{}/{}:{}", i.namespace, i.image_name, i.image_version);
+            if !i.registry_name.is_empty() {
+                image = format!("{} {image}", i.registry_name);
+            }
+            vec![
+                i.target.clone(),
+                i.image_type.clone(),
+                image,
+                i.severity.map_or("-", Severity::as_str).to_owned(),
+                number(i.vul_num),
+                number(i.malicious_file_num),
+                number(i.unsafe_setting_num),
+                time_or_dash(i.latest_scan_time),
+            ]
+        })
+        .collect();
+    table(
+        &[
+            "TARGET",
+            "IMAGE TYPE",
+            "IMAGE",
+            "SEVERITY",
+            "VULNERABILITIES",
+            "MALICIOUS FILES",
+            "UNSAFE SETTINGS",
+            "LAST SCAN",
+        ],
+        &rows,
+    )
+}
+
+/// Seconds as the largest whole units an operator reads at a glance: `3d 4h`, `5h 2m`, `40s`.
+fn age(seconds: i64) -> String {
+    let (d, h, m) = (seconds / 86_400, seconds / 3600 % 24, seconds / 60 % 60);
+    match (d, h, m) {
+        (0, 0, 0) => format!("{seconds}s"),
+        (0, 0, m) => format!("{m}m"),
+        (0, h, m) => format!("{h}h {m}m"),
+        (d, h, _) => format!("{d}d {h}h"),
+    }
+}
+
 /// The report as `hss-scand status` prints it.
 fn to_table(report: &StatusReport) -> String {
-    let mut out = leader_line(report, chrono::Utc::now().timestamp_millis());
+    let mut out = coverage_and_findings(report);
+    out.push('\n');
+    out.push_str(&leader_line(report, chrono::Utc::now().timestamp_millis()));
     out.push_str(&targets_table(report));
     out.push_str("\nINVENTORY (present images)\n");
     if report.inventory.is_empty() {

@@ -17,6 +17,7 @@ mod load;
 pub mod redact;
 mod registries;
 mod schema;
+mod targets;
 mod validate;
 mod values;
 
@@ -30,6 +31,8 @@ use serde::{Deserialize, Serialize};
 use url::Url;
 
 use crate::domain::{ApiChoice, Target};
+
+pub use targets::{TargetCredentials, TargetReach, Targets};
 
 pub use error::{ConfigError, Origin};
 pub use load::overriding_env_vars;
@@ -59,9 +62,9 @@ pub struct Settings {
     pub database: DatabaseSettings,
     pub hss: HssSettings,
     pub credentials: CredentialsSettings,
-    /// At least one; names are unique.
-    #[serde(deserialize_with = "values::targets")]
-    pub targets: Vec<Target>,
+    /// At least one; names are unique. Dereferences to the [`Target`]s; how each is reached
+    /// (its own endpoint and credentials) is there for `startup`.
+    pub targets: Targets,
     /// `[[registries]]`: third-party registries `hss-scand registry apply` connects to HSS.
     /// None by default (documented as a commented example in `config/default.toml`).
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
@@ -199,6 +202,9 @@ pub struct PolicySettings {
     /// A successful scan older than this is stale.
     #[serde(with = "values::duration")]
     pub rescan_after: Duration,
+    /// An image whose tag now points at other content than its last scan saw is due
+    /// (`changed`); a rule may say otherwise for its images.
+    pub rescan_on_change: bool,
     /// A failed scan of ours is retried after this…
     #[serde(with = "values::duration")]
     pub retry_failed_after: Duration,
@@ -351,6 +357,9 @@ pub struct Rule {
         skip_serializing_if = "Option::is_none"
     )]
     pub rescan_after: Option<Duration>,
+    /// Replaces `policy.rescan_on_change` for the matched images.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub rescan_on_change: Option<bool>,
     /// Higher is submitted first.
     #[serde(default)]
     pub priority: i64,
@@ -480,14 +489,24 @@ mod tests {
         let written: toml::Table = toml::from_str(&examples).unwrap();
         let written_target = written["targets"][0].as_table().unwrap();
         let written_rule = written["policy"]["rules"][0].as_table().unwrap();
-        let every_target_key = toml::Table::try_from(&settings.targets[0]).unwrap();
+        let every_target_key = toml::Value::try_from(&settings.targets).unwrap()[0]
+            .as_table()
+            .unwrap()
+            .clone();
         let every_rule_key = toml::Table::try_from(&settings.policy.rules[0]).unwrap();
         assert_eq!(keys(written_target), keys(&every_target_key));
         assert_eq!(keys(written_rule), keys(&every_rule_key));
         assert_eq!(
             keys(written_rule).len(),
-            6,
-            "rescan_after must be in the rule example"
+            7,
+            "rescan_after and rescan_on_change must be in the rule example"
+        );
+        // A target's own credentials take the keys of [credentials], every one of them
+        // documented in the example.
+        let defaults: toml::Table = DEFAULTS_TOML.parse().unwrap();
+        assert_eq!(
+            keys(written_target["credentials"].as_table().unwrap()),
+            keys(defaults["credentials"].as_table().unwrap())
         );
 
         assert_eq!(settings.registries.len(), 2);

@@ -89,6 +89,19 @@ pub(super) fn effective_toml(settings: &Settings) -> String {
         // printing half a configuration.
         format!("# the effective configuration could not be written as TOML: {err}\n")
     });
+    // A target with its own account: where that account's keys come from, like [credentials].
+    let target_credentials: String = settings
+        .targets
+        .with_reach()
+        .filter_map(|(target, reach)| {
+            let own = reach.credentials.as_ref()?;
+            Some(format!(
+                "# credentials of target {}: {}\n",
+                target.name,
+                credentials_summary(&own.resolve(&settings.credentials))
+            ))
+        })
+        .collect();
     let registries: String = settings
         .registries
         .iter()
@@ -97,7 +110,7 @@ pub(super) fn effective_toml(settings: &Settings) -> String {
     format!(
         "# effective configuration: built-in defaults, then the configuration file, then HSS_SCAND__* environment variables\n\
          # secrets are never shown; a secret inside a value appears as \"{REDACTED}\"\n\
-         # credentials: {}\n{registries}\n{body}",
+         # credentials: {}\n{target_credentials}{registries}\n{body}",
         credentials_summary(&settings.credentials)
     )
 }

@@ -20,7 +20,13 @@ use toml::Value;
 use super::validate::Invalid;
 
 /// The headers of the arrays of tables that default.toml documents as commented examples.
-const EXAMPLE_HEADERS: [&str; 3] = ["[[targets]]", "[[registries]]", "[[policy.rules]]"];
+/// `[targets.credentials]` continues the `[[targets]]` example before it.
+const EXAMPLE_HEADERS: [&str; 4] = [
+    "[[targets]]",
+    "[targets.credentials]",
+    "[[registries]]",
+    "[[policy.rules]]",
+];
 
 /// The TOML of the commented-out `[[targets]]`, `[[registries]]` and `[[policy.rules]]`
 /// examples in `text` (default.toml): each header and the `key = value` lines under it,

@@ -15,6 +15,7 @@ use crate::hss::legacy::limits;
 
 use super::{
     CredentialSource, CredentialsSettings, DaemonSettings, HssSettings, PolicySettings, Settings,
+    Targets,
 };
 
 /// One broken rule: the key and what is wrong with its value.
@@ -39,6 +40,7 @@ pub(super) fn settings(settings: &Settings) -> Checked {
     hss(&settings.hss)?;
     credentials(&settings.credentials)?;
     targets(&settings.targets)?;
+    target_reach(&settings.targets)?;
     apis(settings)?;
     super::registries::validate(&settings.registries, &settings.targets)?;
     cron("schedule.sync", &settings.schedule.sync)?;
@@ -104,19 +106,56 @@ fn hss(hss: &HssSettings) -> Checked {
 }
 
 fn credentials(credentials: &CredentialsSettings) -> Checked {
-    if credentials.source == CredentialSource::File {
-        let required = "required when credentials.source = \"file\"";
-        if credentials.ak_file.is_none() {
-            return Err(invalid("credentials.ak_file", required));
-        }
-        if credentials.sk_file.is_none() {
-            return Err(invalid("credentials.sk_file", required));
-        }
-    }
+    credential_files(
+        "credentials",
+        credentials.source,
+        credentials.ak_file.is_some(),
+        credentials.sk_file.is_some(),
+    )?;
     http_url(
         "credentials.metadata_endpoint",
         &credentials.metadata_endpoint,
     )
+}
+
+/// `source = "file"` needs both key files; `section` is `credentials` or
+/// `targets[N].credentials`.
+fn credential_files(section: &str, source: CredentialSource, ak: bool, sk: bool) -> Checked {
+    if source == CredentialSource::File {
+        let required = format!("required when {section}.source = \"file\"");
+        if !ak {
+            return Err(invalid(format!("{section}.ak_file"), required));
+        }
+        if !sk {
+            return Err(invalid(format!("{section}.sk_file"), required));
+        }
+    }
+    Ok(())
+}
+
+/// A target's own endpoint follows the rules of `hss.endpoint`, its own credentials those of
+/// `[credentials]`.
+fn target_reach(targets: &Targets) -> Checked {
+    for (index, (_, reach)) in targets.with_reach().enumerate() {
+        if let Some(endpoint) = &reach.endpoint {
+            let key = format!("targets[{index}].endpoint");
+            http_url(&key, endpoint)?;
+            origin_only(&key, endpoint)?;
+        }
+        if let Some(credentials) = &reach.credentials {
+            let section = format!("targets[{index}].credentials");
+            credential_files(
+                &section,
+                credentials.source,
+                credentials.ak_file.is_some(),
+                credentials.sk_file.is_some(),
+            )?;
+            if let Some(endpoint) = &credentials.metadata_endpoint {
+                http_url(&format!("{section}.metadata_endpoint"), endpoint)?;
+            }
+        }
+    }
+    Ok(())
 }
 
 fn http_url(key: &str, url: &url::Url) -> Checked {
@@ -508,6 +547,7 @@ image_types = ["instance_image"]
                 image: Glob::any(),
                 tag: Glob::any(),
                 rescan_after: Some(Duration::ZERO),
+                rescan_on_change: None,
                 priority: 0,
                 skip: false,
             };

@@ -9,8 +9,6 @@ use std::time::Duration;
 use serde::de::Error as _;
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
-use crate::domain::{ImageType, Target};
-
 use super::redact;
 
 /// Parses a humantime duration (`90s`, `6h`, `7d`, `1d 12h`).
@@ -144,41 +142,6 @@ pub(super) fn at_least_one<'de, D: Deserializer<'de>>(d: D) -> Result<NonZeroU32
     let value = u32::deserialize(d)?;
     NonZeroU32::new(value)
         .ok_or_else(|| D::Error::custom("0 is out of range; it must be at least 1"))
-}
-
-/// One `[[targets]]` entry as written. `enterprise_project_id` and `trigger_swr_sync` are
-/// optional there (DESIGN: "optional; all_granted_eps for all"), which `domain::Target`,
-/// shared with the store, does not express.
-#[derive(Deserialize)]
-#[serde(deny_unknown_fields)]
-struct TargetEntry {
-    name: String,
-    region: String,
-    project_id: String,
-    #[serde(default)]
-    enterprise_project_id: String,
-    image_types: Vec<ImageType>,
-    #[serde(default)]
-    trigger_swr_sync: bool,
-    #[serde(default)]
-    api: Option<crate::domain::ApiChoice>,
-}
-
-/// `[[targets]]` into domain targets.
-pub(super) fn targets<'de, D: Deserializer<'de>>(d: D) -> Result<Vec<Target>, D::Error> {
-    let entries = Vec::<TargetEntry>::deserialize(d)?;
-    Ok(entries
-        .into_iter()
-        .map(|entry| Target {
-            name: entry.name,
-            region: entry.region,
-            project_id: entry.project_id,
-            enterprise_project_id: entry.enterprise_project_id,
-            image_types: entry.image_types,
-            trigger_swr_sync: entry.trigger_swr_sync,
-            api: entry.api,
-        })
-        .collect())
 }
 
 /// A shell-style glob on a namespace, image name or tag (`*`, `?`, `[abc]`, `{a,b}`);

@@ -16,6 +16,9 @@ use super::image::{ImageType, ScanStatus, Unsubmittable};
 pub enum DueReason {
     /// HSS has never scanned it.
     NeverScanned,
+    /// Its tag now points at other content than the last scan saw: its digest differs from
+    /// the one we last submitted, or HSS dates its last push after its last scan.
+    Changed,
     /// Its last scan failed, the retry pause has passed and retries are left.
     FailedRetry,
     /// Its last successful scan is older than `rescan_after`.
@@ -25,8 +28,9 @@ pub enum DueReason {
 }
 
 impl DueReason {
-    pub const ALL: [DueReason; 4] = [
+    pub const ALL: [DueReason; 5] = [
         DueReason::NeverScanned,
+        DueReason::Changed,
         DueReason::FailedRetry,
         DueReason::Stale,
         DueReason::Stuck,
@@ -35,6 +39,7 @@ impl DueReason {
     pub fn as_str(self) -> &'static str {
         match self {
             DueReason::NeverScanned => "never_scanned",
+            DueReason::Changed => "changed",
             DueReason::FailedRetry => "failed_retry",
             DueReason::Stale => "stale",
             DueReason::Stuck => "stuck",
@@ -68,6 +73,13 @@ pub struct Candidate {
     pub scan_status: ScanStatus,
     /// Milliseconds since the epoch.
     pub latest_scan_time: Option<i64>,
+    /// HSS's `latest_update_time` (ms), when it is later than `latest_scan_time`: the tag was
+    /// pushed again after its last scan. `None` otherwise, or when either time is unknown;
+    /// the store leaves the (far more common) other cases out, which the policy never reads.
+    pub updated_after_scan: Option<i64>,
+    /// The image's digest differs from the digest of our last submission of it. `false`
+    /// when we never submitted it or either digest is unknown.
+    pub digest_changed: bool,
     pub scannable: Option<bool>,
     pub latest_version: Option<bool>,
     /// When we last submitted it (ms), if ever.

@@ -108,6 +108,40 @@ impl Unsubmittable {
     }
 }
 
+/// The risk level HSS gives an image after a scan (`severity_level`), from lowest to highest.
+/// `Security` is the lowest: HSS found nothing worse.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
+pub enum Severity {
+    Security,
+    Low,
+    Medium,
+    High,
+}
+
+impl Severity {
+    pub const ALL: [Severity; 4] = [
+        Severity::Security,
+        Severity::Low,
+        Severity::Medium,
+        Severity::High,
+    ];
+
+    /// As HSS writes it, and as the `severity` label of the metrics shows it.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Severity::Security => "Security",
+            Severity::Low => "Low",
+            Severity::Medium => "Medium",
+            Severity::High => "High",
+        }
+    }
+
+    /// The level `severity_level` names; `None` for an empty or unknown text.
+    pub fn parse(text: &str) -> Option<Severity> {
+        Severity::ALL.into_iter().find(|s| s.as_str() == text)
+    }
+}
+
 /// One image version as HSS lists it, after the wire model's lenient parsing. Fields HSS did
 /// not send, or sent in a shape that could not be read, are `None`.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]

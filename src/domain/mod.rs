@@ -22,7 +22,7 @@ use serde::{Deserialize, Serialize};
 pub use account::{NativeScanPolicy, PayPerScan, ScanTask, TaskOutcome};
 pub use clock::Clock;
 pub use due::{BatchFailure, Candidate, Due, DueReason, Planned};
-pub use image::{Image, ImageIdentity, ImageType, ScanStatus, Unsubmittable};
+pub use image::{Image, ImageIdentity, ImageType, ScanStatus, Severity, Unsubmittable};
 pub use job::{Job, JobOutcome};
 pub use shutdown::Shutdown;
 

@@ -11,7 +11,7 @@ use tokio::sync::OnceCell;
 use super::current::CurrentApi;
 use super::legacy::LegacyApi;
 use super::{
-    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter, SendGate,
     SourceError, SubmitError, classify,
 };
 use crate::domain::{ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, ScanTask};
@@ -116,8 +116,12 @@ impl ScanSubmitter for AutoApi {
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
+        gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
-        self.submitter().await?.submit(image_type, images).await
+        self.submitter()
+            .await?
+            .submit(image_type, images, gate)
+            .await
     }
 
     async fn task(&self, task_id: &str) -> Result<Option<ScanTask>, SourceError> {

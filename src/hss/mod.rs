@@ -111,6 +111,26 @@ pub trait ImageSource: Send + Sync + fmt::Debug {
     async fn page(&self, request: &PageRequest) -> Result<ImagePage, SourceError>;
 }
 
+/// Asked right before each attempt of a billed call goes on the wire (after the rate limit's
+/// wait, which can be long): whether it may still go. The pipeline's gate checks that this
+/// process still holds the leader lease, so a process paused between recording a batch and
+/// sending it does not send it after another took over. `Err` says why not.
+#[async_trait]
+pub trait SendGate: Send + Sync {
+    async fn may_send(&self) -> Result<(), String>;
+}
+
+/// A gate that is always open: for calls made outside a scan (tools, tests).
+#[derive(Debug, Clone, Copy, Default)]
+pub struct Ungated;
+
+#[async_trait]
+impl SendGate for Ungated {
+    async fn may_send(&self) -> Result<(), String> {
+        Ok(())
+    }
+}
+
 /// How a scan call failed, classified by the adapter that made it, so that the pipeline
 /// decides what to do next without knowing any error code.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -169,11 +189,13 @@ pub trait ScanSubmitter: Send + Sync + fmt::Debug {
         Ok(())
     }
 
-    /// Submits `images`, all of `image_type`, in one call.
+    /// Submits `images`, all of `image_type`, in one call, which `gate` may still stop right
+    /// before each attempt goes on the wire.
     async fn submit(
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
+        gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError>;
 
     /// The scan task `task_id` as HSS shows it now; `None` when the API has no tasks or no
@@ -222,7 +244,7 @@ fn classify(err: &HssError, too_large: bool) -> SubmitError {
                 || matches!(api.status, 401 | 403)
                 || matches!(api.error_code.as_str(), "HSS.0010" | "HSS.0013")
         }
-        HssError::Connect { .. } | HssError::Credentials(_) => true,
+        HssError::Connect { .. } | HssError::Credentials(_) | HssError::NotSent { .. } => true,
         _ => false,
     };
     if too_large {

@@ -191,6 +191,10 @@ pub struct BatchReport {
     pub error: Option<String>,
     /// The scan task HSS made of it (current API).
     pub task_id: Option<String>,
+    /// For each image this batch submitted for the first time (no earlier submission of ours
+    /// counted), how long after it appeared: its `latest_update_time`, or when a sync first
+    /// saw it.
+    pub first_submitted_after: Vec<Duration>,
 }
 
 /// `batch <id> <target> <type>: N images <state>`: one line of `hss-scand scan`.

@@ -9,11 +9,12 @@
 //! submission, sees that nothing moved (never received, due again).
 
 use std::sync::Arc;
+use std::time::Duration;
 
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
 use crate::domain::{DueReason, ImageIdentity, ImageType, Planned, Shutdown};
-use crate::hss::SubmitError;
+use crate::hss::{SendGate, SubmitError};
 use crate::policy::Plan;
 use crate::store::{Claim, DueImage, Fence, NewBatch, Store, StoreError};
 
@@ -28,6 +29,14 @@ pub async fn submit(
     fence: &Fence,
     shutdown: &Shutdown,
 ) -> Result<ScanReport, StoreError> {
+    // Which images go out was decided by the plan (its caps cut the oldest scans last).
+    // Within one priority and reason they go out in row order: each batch then claims
+    // neighbouring rows, and writes a few pages of the database rather than one per image.
+    let mut plan = plan;
+    // Unstable: row ids are unique, and a stable sort would copy half of a plan that can be
+    // the largest thing this process holds.
+    plan.due
+        .sort_unstable_by_key(|d| (std::cmp::Reverse(d.due.priority), d.due.reason, d.row_id));
     let mut report = ScanReport {
         due: plan.due.len(),
         due_before_caps: plan.due_before_caps,
@@ -123,6 +132,39 @@ fn reasons(items: &[DueImage]) -> Vec<(DueReason, u64)> {
         .collect()
 }
 
+/// The gate of every scan call: open only while this process holds the leader lease with
+/// the term the batch was recorded under. The rate limit's wait (and a pause of the whole
+/// process) come between recording a batch and sending it; a process that lost the lease
+/// meanwhile must not send, since the new leader may already have found the batch never
+/// received and submitted its images again.
+struct LeaseGate<'a> {
+    store: &'a Store,
+    fence: &'a Fence,
+}
+
+#[async_trait::async_trait]
+impl SendGate for LeaseGate<'_> {
+    async fn may_send(&self) -> Result<(), String> {
+        let lease = self
+            .store
+            .lease()
+            .await
+            .map_err(|err| format!("cannot check the leader lease: {err}"))?;
+        let now = self.store.clock().now_ms();
+        match lease {
+            Some(l) if l.is_held_by(self.fence, now) => Ok(()),
+            Some(l) if l.holder != self.fence.holder => Err(format!(
+                "this process lost the leader lease (term {}) to {} (term {})",
+                self.fence.term, l.holder, l.term
+            )),
+            _ => Err(format!(
+                "the leader lease of this process (term {}) expired",
+                self.fence.term
+            )),
+        }
+    }
+}
+
 /// Whether to go on with the next batch.
 enum Flow {
     Continue,
@@ -183,8 +225,20 @@ fn send_batch<'a>(
             );
         }
         let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
+        // The batch is recorded as submitted now; an image with no submission before this one
+        // (a refused or lost one does not count) is submitted for the first time.
+        let submitted_at = store.clock().now_ms();
+        let first_submitted_after: Vec<Duration> = items
+            .iter()
+            .filter(|d| d.last_submitted_at.is_none())
+            .map(|d| {
+                let waited = submitted_at.saturating_sub(d.appeared_at).max(0);
+                Duration::from_millis(u64::try_from(waited).unwrap_or(0))
+            })
+            .collect();
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
-        let result = api.scans.submit(image_type, &identities).await;
+        let gate = LeaseGate { store, fence };
+        let result = api.scans.submit(image_type, &identities, &gate).await;
         drop(identities);
         let mut entry = BatchReport {
             batch_id,
@@ -195,6 +249,7 @@ fn send_batch<'a>(
             state: BatchState::Sent,
             error: None,
             task_id: None,
+            first_submitted_after,
         };
         let flow = match result {
             Ok(receipt) => {

@@ -15,7 +15,7 @@ use crate::domain::{BatchFailure, Clock, Image, ImageIdentity, ImageType, Shutdo
 use crate::domain::{NativeScanPolicy, PayPerScan};
 use crate::hss::transport::error::HssError;
 use crate::hss::{
-    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter, SendGate,
     SourceError, SubmitError,
 };
 use crate::store::{self, Fence, LeaseAttempt, Store, SyncOutcome};
@@ -94,6 +94,9 @@ struct FakeSubmitter {
     max_batch: usize,
     calls: Mutex<Vec<Vec<String>>>,
     answers: Mutex<VecDeque<Result<Receipt, SubmitError>>>,
+    /// Moves this clock on before the next call goes out: the process paused (a stop signal,
+    /// a long wait for the rate limit) between recording a batch and sending it.
+    pause_before_send: Mutex<Option<(Clock, Duration)>>,
 }
 
 impl FakeSubmitter {
@@ -102,6 +105,7 @@ impl FakeSubmitter {
             max_batch,
             calls: Mutex::new(Vec::new()),
             answers: Mutex::new(VecDeque::new()),
+            pause_before_send: Mutex::new(None),
         }
     }
 
@@ -131,7 +135,18 @@ impl ScanSubmitter for FakeSubmitter {
         &self,
         _image_type: &ImageType,
         images: &[ImageIdentity],
+        gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
+        let pause = self.pause_before_send.lock().unwrap().take();
+        if let Some((clock, by)) = pause {
+            clock.advance(by);
+        }
+        if let Err(why) = gate.may_send().await {
+            return Err(SubmitError::StopRun(BatchFailure {
+                message: format!("not sent: {why}"),
+                ..BatchFailure::default()
+            }));
+        }
         self.calls
             .lock()
             .unwrap()
@@ -408,4 +423,39 @@ async fn a_replica_that_lost_the_lease_submits_nothing() {
         .await
         .expect("scan");
     assert_eq!(report.submitted(), 10);
+}
+
+#[tokio::test]
+async fn a_batch_recorded_before_a_pause_past_the_lease_is_not_sent_and_its_images_go_back() {
+    let r = rig(10, 100, "").await;
+    r.pipeline().sync_all(&Shutdown::new()).await.expect("sync");
+    // Recorded under the lease, then paused two days before the call went out.
+    *r.submitter.pause_before_send.lock().unwrap() =
+        Some((r.clock.clone(), Duration::from_secs(2 * 86_400)));
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &r.fence)
+        .await
+        .expect("scan");
+    assert!(r.submitter.call_sizes().is_empty(), "nothing went out");
+    assert_eq!(report.batches.len(), 1, "{report:?}");
+    assert_eq!(report.batches[0].state, BatchState::Failed);
+    let why = report.stopped.expect("it says why it stopped");
+    assert!(why.contains("expired"), "{why}");
+    // The batch is recorded as failed, so its images are due again for the next leader.
+    let LeaseAttempt::Held(next) = r
+        .store
+        .acquire_lease("next", Duration::from_secs(60))
+        .await
+        .expect("lease")
+    else {
+        panic!("an expired lease is taken");
+    };
+    let report = r
+        .pipeline()
+        .scan(&Shutdown::new(), &next)
+        .await
+        .expect("scan");
+    assert_eq!(report.submitted(), 10);
+    assert_eq!(r.submitter.call_sizes(), [10]);
 }

@@ -5,8 +5,24 @@
 //! An image goes through three gates. *Eligible*: present in the inventory, scannable, of a
 //! configured type, not skipped by a rule, and acceptable to the scan call of the API that
 //! listed it. *Not in flight*: not submitted by us less than `scanning_timeout` ago and still
-//! unfinished. *Due*: the first of `never_scanned`, `failed_retry`, `stale`, `stuck` that
-//! applies. The due list is then ordered and cut by `max_images_per_run` and the daily budget.
+//! unfinished. *Due*: the first of `never_scanned`, `changed`, `failed_retry`, `stale`,
+//! `stuck` that applies. The due list is then ordered and cut by `max_images_per_run` and the
+//! daily budget.
+//!
+//! `changed` (switched by `rescan_on_change`, globally or per rule): the tag points at other
+//! content than its last scan saw, and that scan, finished (success, failed, download_failed
+//! or image_oversized), says nothing about the new content. Either its digest differs from
+//! the digest of our last submission of it, or HSS dates its latest push after its latest
+//! scan and we have not submitted it since that push. The second test needs no submission of
+//! ours (it catches images HSS scanned on its own) and the first no times from HSS; the
+//! "since that push" keeps an image whose new scan failed without a new scan time from being
+//! resubmitted on every run: once submitted, it is judged by the other reasons again
+//! (`failed_retry` and its limits). A `changed` submission starts its consecutive failures
+//! afresh, since they were failures of other content.
+//!
+//! The same pass measures *coverage* per target: of the eligible images, those whose last
+//! successful scan is within their rule's `rescan_after` (and, where `rescan_on_change`
+//! applies, of their current content), and the oldest successful scan among them.
 
 use std::collections::{BTreeMap, BinaryHeap};
 use std::sync::Arc;
@@ -14,7 +30,7 @@ use std::time::Duration;
 
 use serde::Serialize;
 
-use crate::config::PolicySettings;
+use crate::config::{PolicySettings, Rule};
 use crate::domain::clock::ms;
 use crate::domain::{Candidate, Due, DueReason, Planned, ScanStatus, Target, Unsubmittable};
 
@@ -85,19 +101,65 @@ fn older_than(at: i64, age: Duration, now: i64) -> bool {
     now.saturating_sub(at) > ms(age)
 }
 
+/// The tag points at other content than its last scan saw (see the module documentation).
+fn changed(c: &Candidate) -> bool {
+    let pushed_since_our_submission = c
+        .updated_after_scan
+        .is_some_and(|pushed| c.last_submitted_at.is_none_or(|ours| ours < pushed));
+    c.digest_changed || pushed_since_our_submission
+}
+
+/// The rescan period of an image under `rule` (if one matched).
+fn rule_rescan_after(rule: Option<&Rule>, policy: &PolicySettings) -> Duration {
+    rule.and_then(|r| r.rescan_after)
+        .unwrap_or(policy.rescan_after)
+}
+
+/// A successful scan within `rescan_after`. Without a scan time from HSS, our own last
+/// submission stands in for it, so that an image HSS never dates is rescanned once per
+/// period, not on every run.
+fn fresh(c: &Candidate, rescan_after: Duration, now: i64) -> bool {
+    c.scan_status == ScanStatus::Success
+        && c.latest_scan_time
+            .or(c.last_submitted_at)
+            .is_some_and(|at| !older_than(at, rescan_after, now))
+}
+
 /// The verdict on one image of `target`.
 pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64) -> Verdict {
+    judge(target, c, policy, now).0
+}
+
+/// What an eligible image adds to its target's coverage.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub struct Coverage {
+    /// Scanned successfully within its rule's `rescan_after`, and (where `rescan_on_change`
+    /// applies) not changed since.
+    pub covered: bool,
+    /// Its last successful scan (ms), when HSS dates it.
+    pub scanned_at: Option<i64>,
+}
+
+/// The verdict on one image and, unless it is excluded, what it adds to coverage: one rule
+/// lookup for both.
+fn judge(
+    target: &Target,
+    c: &Candidate,
+    policy: &PolicySettings,
+    now: i64,
+) -> (Verdict, Option<Coverage>) {
+    let excluded = |why| (Verdict::Excluded(why), None);
     if !target.image_types.contains(&c.image_type) {
-        return Verdict::Excluded(Excluded::TypeNotConfigured);
+        return excluded(Excluded::TypeNotConfigured);
     }
     if c.scannable == Some(false) {
-        return Verdict::Excluded(Excluded::Unscannable);
+        return excluded(Excluded::Unscannable);
     }
     if policy.latest_only && c.latest_version != Some(true) {
-        return Verdict::Excluded(Excluded::NotLatest);
+        return excluded(Excluded::NotLatest);
     }
     if let Some(why) = c.unsubmittable {
-        return Verdict::Excluded(why.into());
+        return excluded(why.into());
     }
     let (rule_index, rule) = match policy
         .rules
@@ -109,14 +171,25 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
         None => (None, None),
     };
     if rule.is_some_and(|r| r.skip) {
-        return Verdict::Excluded(Excluded::SkippedByRule);
+        return excluded(Excluded::SkippedByRule);
     }
     let submitted_recently = |age: Duration| {
         c.last_submitted_at
             .is_some_and(|at| !older_than(at, age, now))
     };
+    let rescan_on_change = rule
+        .and_then(|r| r.rescan_on_change)
+        .unwrap_or(policy.rescan_on_change);
+    let rescan_after = rule_rescan_after(rule, policy);
+    let is_changed = rescan_on_change && changed(c);
+    let coverage = Coverage {
+        covered: fresh(c, rescan_after, now) && !is_changed,
+        scanned_at: c
+            .latest_scan_time
+            .filter(|_| c.scan_status == ScanStatus::Success),
+    };
     if c.in_flight && submitted_recently(policy.scanning_timeout) {
-        return Verdict::NotDue(NotDue::InFlight);
+        return (Verdict::NotDue(NotDue::InFlight), Some(coverage));
     }
     let due = |reason| {
         Verdict::Due(Due {
@@ -125,8 +198,9 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
             priority: rule.map_or(0, |r| r.priority),
         })
     };
-    match &c.scan_status {
+    let verdict = match &c.scan_status {
         ScanStatus::Unscan => due(DueReason::NeverScanned),
+        status if status.is_finished() && is_changed => due(DueReason::Changed),
         ScanStatus::Failed | ScanStatus::DownloadFailed => {
             if c.failed_submissions >= policy.max_failed_attempts {
                 Verdict::NotDue(NotDue::RetriesExhausted)
@@ -138,14 +212,10 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
         }
         ScanStatus::ImageOversized => Verdict::NotDue(NotDue::Oversized),
         ScanStatus::Success => {
-            let rescan_after = rule
-                .and_then(|r| r.rescan_after)
-                .unwrap_or(policy.rescan_after);
-            // Without a scan time from HSS, our own last submission stands in for it, so that
-            // an image HSS never dates is rescanned once per period, not on every run.
-            match c.latest_scan_time.or(c.last_submitted_at) {
-                Some(at) if !older_than(at, rescan_after, now) => Verdict::NotDue(NotDue::Fresh),
-                _ => due(DueReason::Stale),
+            if fresh(c, rescan_after, now) {
+                Verdict::NotDue(NotDue::Fresh)
+            } else {
+                due(DueReason::Stale)
             }
         }
         ScanStatus::Scanning | ScanStatus::WaitingForScan => {
@@ -156,7 +226,8 @@ pub fn assess(target: &Target, c: &Candidate, policy: &PolicySettings, now: i64)
             }
         }
         ScanStatus::Other(_) => Verdict::NotDue(NotDue::UnknownStatus),
-    }
+    };
+    (verdict, Some(coverage))
 }
 
 /// Which cap ended the list.
@@ -167,12 +238,18 @@ pub enum Cap {
     DailyBudget,
 }
 
-/// Counts of every verdict, for `status` and metrics.
+/// Counts of every verdict, and the coverage of the eligible images, for `status` and
+/// metrics.
 #[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
 pub struct Tally {
     pub due: BTreeMap<DueReason, u64>,
     pub not_due: BTreeMap<NotDue, u64>,
     pub excluded: BTreeMap<Excluded, u64>,
+    /// Eligible images (due or not due, not excluded) scanned successfully within their
+    /// rule's `rescan_after`, of their current content.
+    pub covered: u64,
+    /// The oldest last successful scan (ms) of an eligible image, among those HSS dates.
+    pub oldest_scan: Option<i64>,
 }
 
 impl Tally {
@@ -184,8 +261,37 @@ impl Tally {
         }
     }
 
+    /// Adds what an eligible image adds to coverage.
+    pub fn cover(&mut self, coverage: Coverage) {
+        self.covered += u64::from(coverage.covered);
+        if let Some(at) = coverage.scanned_at {
+            self.oldest_scan = Some(self.oldest_scan.map_or(at, |oldest| oldest.min(at)));
+        }
+    }
+
     pub fn due_total(&self) -> u64 {
         self.due.values().sum()
+    }
+
+    /// The images coverage is the share of: present, scannable, of a configured type,
+    /// submittable and not skipped by a rule or `latest_only`.
+    pub fn eligible(&self) -> u64 {
+        self.due_total() + self.not_due.values().sum::<u64>()
+    }
+
+    /// The share (0..=1) of eligible images that are covered; 1 when there are none, since
+    /// nothing is left unscanned.
+    pub fn coverage_ratio(&self) -> f64 {
+        match self.eligible() {
+            0 => 1.0,
+            eligible => self.covered as f64 / eligible as f64,
+        }
+    }
+
+    /// How old (ms) the oldest successful scan is at `now`; 0 when no image has one.
+    pub fn oldest_scan_age(&self, now: i64) -> i64 {
+        self.oldest_scan
+            .map_or(0, |oldest| now.saturating_sub(oldest).max(0))
     }
 
     /// Adds `other`'s counts to these.
@@ -198,6 +304,11 @@ impl Tally {
         add(&mut self.due, &other.due);
         add(&mut self.not_due, &other.not_due);
         add(&mut self.excluded, &other.excluded);
+        self.covered += other.covered;
+        self.oldest_scan = match (self.oldest_scan, other.oldest_scan) {
+            (Some(a), Some(b)) => Some(a.min(b)),
+            (a, b) => a.or(b),
+        };
     }
 }
 
@@ -278,13 +389,17 @@ impl Planner {
         policy: &PolicySettings,
         now: i64,
     ) {
-        let verdict = assess(target, c, policy, now);
-        match self.by_target.last_mut() {
-            Some((name, tally)) if Arc::ptr_eq(name, target_name) => tally.count(&verdict),
-            _ => {
-                let mut tally = Tally::default();
-                tally.count(&verdict);
-                self.by_target.push((Arc::clone(target_name), tally));
+        let (verdict, coverage) = judge(target, c, policy, now);
+        let same_target =
+            matches!(self.by_target.last(), Some((name, _)) if Arc::ptr_eq(name, target_name));
+        if !same_target {
+            self.by_target
+                .push((Arc::clone(target_name), Tally::default()));
+        }
+        if let Some((_, tally)) = self.by_target.last_mut() {
+            tally.count(&verdict);
+            if let Some(coverage) = coverage {
+                tally.cover(coverage);
             }
         }
         if let Verdict::Due(due) = verdict {

@@ -43,6 +43,8 @@ fn image(id: i64, status: ScanStatus) -> Candidate {
         unsubmittable: None,
         scan_status: status,
         latest_scan_time: None,
+        updated_after_scan: None,
+        digest_changed: false,
         scannable: Some(true),
         latest_version: Some(true),
         last_submitted_at: None,
@@ -170,6 +172,85 @@ fn the_due_rules_table() {
             due(DueReason::NeverScanned),
         ),
         (
+            "success, digest differs from our last submission: changed",
+            with(Success, &|c| {
+                c.latest_scan_time = Some(NOW - DAY);
+                c.last_submitted_at = Some(NOW - DAY);
+                c.digest_changed = true;
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "success, pushed after its scan, never submitted by us: changed",
+            with(Success, &|c| {
+                c.latest_scan_time = Some(NOW - DAY);
+                c.updated_after_scan = Some(NOW - HOUR);
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "pushed after its scan, but we submitted it since the push: judged as usual",
+            with(Success, &|c| {
+                c.latest_scan_time = Some(NOW - DAY);
+                c.updated_after_scan = Some(NOW - 2 * HOUR);
+                c.last_submitted_at = Some(NOW - HOUR);
+            }),
+            Verdict::NotDue(NotDue::Fresh),
+        ),
+        (
+            "pushed after a submission of ours: changed again",
+            with(Success, &|c| {
+                c.latest_scan_time = Some(NOW - DAY);
+                c.last_submitted_at = Some(NOW - 2 * HOUR);
+                c.updated_after_scan = Some(NOW - HOUR);
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "changed comes before stale",
+            with(Success, &|c| {
+                c.latest_scan_time = Some(NOW - 30 * DAY);
+                c.digest_changed = true;
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "changed comes before the retry pause and its limit: other content",
+            with(Failed, &|c| {
+                c.failed_submissions = 3;
+                c.last_submitted_at = Some(NOW - HOUR);
+                c.digest_changed = true;
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "an oversized image pushed again may fit now",
+            with(ImageOversized, &|c| {
+                c.latest_scan_time = Some(NOW - DAY);
+                c.updated_after_scan = Some(NOW - HOUR);
+            }),
+            due(DueReason::Changed),
+        ),
+        (
+            "never scanned beats changed",
+            with(Unscan, &|c| c.digest_changed = true),
+            due(DueReason::NeverScanned),
+        ),
+        (
+            "HSS scanning it now: not changed, whatever the digest",
+            with(Scanning, &|c| c.digest_changed = true),
+            Verdict::NotDue(NotDue::ScanningInHss),
+        ),
+        (
+            "in flight beats changed",
+            with(Success, &|c| {
+                c.last_submitted_at = Some(NOW - HOUR);
+                c.in_flight = true;
+                c.digest_changed = true;
+            }),
+            Verdict::NotDue(NotDue::InFlight),
+        ),
+        (
             "an unknown status is counted, not due",
             with(Other("quarantined".into()), &|_| {}),
             Verdict::NotDue(NotDue::UnknownStatus),
@@ -256,6 +337,108 @@ priority = -5
 }
 
 #[test]
+fn rescan_on_change_is_switched_globally_and_per_rule() {
+    let mut c = image(1, ScanStatus::Success);
+    c.latest_scan_time = Some(NOW - DAY);
+    c.digest_changed = true;
+    let off = policy("[policy]\nrescan_on_change = false\n");
+    assert_eq!(
+        assess(&target(), &c, &off, NOW),
+        Verdict::NotDue(NotDue::Fresh),
+        "off: a changed image is judged by its scan time"
+    );
+    let on_for_prod = policy(
+        "[policy]\nrescan_on_change = false\n\
+         [[policy.rules]]\nnamespace = \"prod-*\"\nrescan_on_change = true\n",
+    );
+    assert_eq!(
+        assess(&target(), &c, &on_for_prod, NOW),
+        Verdict::Due(Due {
+            reason: DueReason::Changed,
+            rule: Some(0),
+            priority: 0
+        }),
+        "a rule turns it on for its images"
+    );
+    let off_for_prod =
+        policy("[[policy.rules]]\nnamespace = \"prod-*\"\nrescan_on_change = false\n");
+    assert_eq!(
+        assess(&target(), &c, &off_for_prod, NOW),
+        Verdict::NotDue(NotDue::Fresh),
+        "a rule turns it off for its images"
+    );
+    c.namespace = "dev".into();
+    assert_eq!(
+        assess(&target(), &c, &off_for_prod, NOW),
+        due(DueReason::Changed),
+        "images no rule matches follow [policy]"
+    );
+}
+
+#[test]
+fn coverage_counts_fresh_scans_of_current_content_among_eligible_images() {
+    let p = policy(
+        "[[policy.rules]]\nnamespace = \"hot-*\"\nrescan_after = \"1d\"\n[[policy.rules]]\nnamespace = \"sandbox-*\"\nskip = true\n",
+    );
+    let name: Arc<str> = Arc::from("t");
+    let mut planner = Planner::new(&p, None);
+    let mut add = |id: i64, status: ScanStatus, ns: &str, f: &dyn Fn(&mut Candidate)| {
+        let mut c = image(id, status);
+        c.namespace = ns.into();
+        f(&mut c);
+        planner.add(&target(), &name, &c, &p, NOW);
+    };
+    // Covered: fresh under the global 7d, fresh under no time but our submission.
+    add(1, ScanStatus::Success, "app", &|c| {
+        c.latest_scan_time = Some(NOW - 6 * DAY)
+    });
+    add(2, ScanStatus::Success, "app", &|c| {
+        c.last_submitted_at = Some(NOW - DAY)
+    });
+    // Not covered: stale under its rule's 1d, changed, never scanned, failed, in flight.
+    add(3, ScanStatus::Success, "hot-a", &|c| {
+        c.latest_scan_time = Some(NOW - 2 * DAY)
+    });
+    add(4, ScanStatus::Success, "app", &|c| {
+        c.latest_scan_time = Some(NOW - HOUR);
+        c.digest_changed = true;
+    });
+    add(5, ScanStatus::Unscan, "app", &|_| {});
+    add(6, ScanStatus::Failed, "app", &|c| {
+        c.latest_scan_time = Some(NOW - HOUR)
+    });
+    add(7, ScanStatus::Scanning, "app", &|c| {
+        c.in_flight = true;
+        c.last_submitted_at = Some(NOW - HOUR);
+    });
+    // Not eligible: skipped, unscannable. Their scans, however old, do not count.
+    add(8, ScanStatus::Success, "sandbox-x", &|c| {
+        c.latest_scan_time = Some(NOW - 90 * DAY)
+    });
+    add(9, ScanStatus::Success, "app", &|c| {
+        c.scannable = Some(false);
+        c.latest_scan_time = Some(NOW - 80 * DAY);
+    });
+    let plan = planner.finish();
+    let tally = &plan.by_target[0].1;
+    assert_eq!((tally.covered, tally.eligible()), (2, 7));
+    assert!((tally.coverage_ratio() - 2.0 / 7.0).abs() < 1e-12);
+    assert_eq!(
+        tally.oldest_scan,
+        Some(NOW - 6 * DAY),
+        "the oldest successful scan of an eligible image"
+    );
+    assert_eq!(tally.oldest_scan_age(NOW), 6 * DAY);
+    assert_eq!(plan.tally, *tally, "one target: the totals are its own");
+
+    let empty = Tally::default();
+    assert_eq!(
+        (empty.coverage_ratio(), empty.oldest_scan_age(NOW)),
+        (1.0, 0)
+    );
+}
+
+#[test]
 fn latest_only_excludes_older_versions() {
     let p = policy("[policy]\nlatest_only = true\n");
     let mut c = image(1, ScanStatus::Unscan);
@@ -289,9 +472,18 @@ fn order_is_priority_then_reason_then_oldest_scan_then_id() {
     add(4, ScanStatus::Failed, "cold", Some(NOW - 9 * DAY));
     add(5, ScanStatus::Success, "hot", Some(NOW - 8 * DAY));
     add(6, ScanStatus::Unscan, "cold", None);
+    let mut changed = image(7, ScanStatus::Success);
+    changed.namespace = "cold".into();
+    changed.latest_scan_time = Some(NOW - DAY);
+    changed.digest_changed = true;
+    planner.add(&target(), &Arc::from("t"), &changed, &p, NOW);
     let plan = planner.finish();
     let ids: Vec<i64> = plan.due.iter().map(|d| d.row_id).collect();
-    assert_eq!(ids, [5, 3, 6, 4, 2, 1]);
+    assert_eq!(
+        ids,
+        [5, 3, 6, 7, 4, 2, 1],
+        "changed right after never_scanned"
+    );
 }
 
 #[test]
@@ -355,11 +547,17 @@ prop_compose! {
         in_flight in any::<bool>(),
         failed in 0u32..5,
         scannable in proptest::option::of(any::<bool>()),
+        pushed_age in proptest::option::of(0i64..40 * 24),
+        digest_changed in any::<bool>(),
     ) -> Candidate {
         let mut c = image(id, status);
         c.namespace = ns.into();
         c.latest_scan_time = scan_age.map(|d| NOW - d * DAY);
         c.last_submitted_at = submitted_age.map(|h| NOW - h * HOUR);
+        // As the store gives it: only a push later than the scan.
+        let pushed = pushed_age.map(|h| NOW - h * HOUR);
+        c.updated_after_scan = pushed.filter(|at| c.latest_scan_time.is_some_and(|s| *at > s));
+        c.digest_changed = digest_changed;
         c.in_flight = in_flight;
         c.failed_submissions = failed;
         c.scannable = scannable;
@@ -413,9 +611,19 @@ proptest! {
         }
         for d in &plan.due {
             let c = candidates.iter().find(|c| c.row_id == d.row_id).expect("a planned image is a candidate");
+            if d.due.reason == DueReason::Changed {
+                prop_assert!(c.scan_status.is_finished(), "changed while not finished");
+                let pushed_since_ours = c
+                    .updated_after_scan
+                    .is_some_and(|at| c.last_submitted_at.is_none_or(|ours| ours < at));
+                prop_assert!(c.digest_changed || pushed_since_ours, "changed without a change");
+            }
             prop_assert!(!c.namespace.starts_with("sandbox-"), "a skipped image");
             prop_assert!(c.scannable != Some(false));
-            prop_assert!(c.scan_status != ScanStatus::ImageOversized);
+            // Never retried as it is; only other content gets another try.
+            prop_assert!(
+                c.scan_status != ScanStatus::ImageOversized || d.due.reason == DueReason::Changed
+            );
             let recent = c.last_submitted_at.is_some_and(|at| NOW - at <= 6 * HOUR);
             prop_assert!(!(c.in_flight && recent), "an image in flight");
             prop_assert_eq!(d.latest_scan_time, c.latest_scan_time);
@@ -423,5 +631,51 @@ proptest! {
         // Everything due before the caps that was cut ranks after everything kept.
         let kept = plan.due.len();
         prop_assert!(kept <= plan.due_before_caps);
+
+        // Coverage, by its definition: eligible images scanned successfully within their
+        // rule's period (1d for prod-*, else 7d), of their current content.
+        let covered = candidates
+            .iter()
+            .filter(|c| {
+                let verdict = assess(&target(), c, &p, NOW);
+                let period = if c.namespace.starts_with("prod-") { DAY } else { 7 * DAY };
+                let scanned = c.latest_scan_time.or(c.last_submitted_at);
+                !matches!(verdict, Verdict::Excluded(_))
+                    && c.scan_status == ScanStatus::Success
+                    && scanned.is_some_and(|at| NOW - at <= period)
+                    && !(c.digest_changed
+                        || c.updated_after_scan.is_some_and(|at| c.last_submitted_at.is_none_or(|ours| ours < at)))
+            })
+            .count() as u64;
+        prop_assert_eq!(plan.tally.covered, covered);
+        prop_assert!(plan.tally.covered <= plan.tally.eligible());
+        let excluded: u64 = plan.tally.excluded.values().sum();
+        prop_assert_eq!(plan.tally.eligible() + excluded, candidates.len() as u64);
+    }
+
+    /// With `rescan_on_change = false`, a change makes no difference to any verdict.
+    #[test]
+    fn without_rescan_on_change_a_change_changes_nothing(c in arb_candidate()) {
+        let p = policy("[policy]\nrescan_on_change = false\n");
+        let mut unchanged = c.clone();
+        unchanged.digest_changed = false;
+        unchanged.updated_after_scan = None;
+        let verdict = assess(&target(), &c, &p, NOW);
+        prop_assert_eq!(&verdict, &assess(&target(), &unchanged, &p, NOW));
+        let changed = matches!(verdict, Verdict::Due(Due { reason: DueReason::Changed, .. }));
+        prop_assert!(!changed, "changed: {:?}", verdict);
+    }
+
+    /// An image we submitted after its latest push, with the digest it has now, is never
+    /// `changed`: one submission per change, however its scan ends.
+    #[test]
+    fn an_image_submitted_since_its_change_is_not_changed_again(mut c in arb_candidate()) {
+        c.digest_changed = false;
+        if let Some(pushed) = c.updated_after_scan {
+            c.last_submitted_at = Some(c.last_submitted_at.map_or(pushed, |ours| ours.max(pushed)));
+        }
+        let verdict = assess(&target(), &c, &policy(""), NOW);
+        let changed = matches!(verdict, Verdict::Due(Due { reason: DueReason::Changed, .. }));
+        prop_assert!(!changed, "changed: {:?}", verdict);
     }
 }

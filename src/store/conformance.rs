@@ -7,11 +7,11 @@ use std::time::Duration;
 
 use super::{
     BatchStatus, Claim, Fence, ItemOutcome, LeaseAttempt, NewBatch, PreparedImage, Store,
-    SyncOutcome, SyncRunCounts, TargetFacts,
+    SyncOutcome, SyncRunCounts, TargetFacts, digest_hash,
 };
 use crate::domain::{
     BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome,
-    NativeScanPolicy, PayPerScan, Planned, ScanStatus, ScanTask, Unsubmittable,
+    NativeScanPolicy, PayPerScan, Planned, ScanStatus, ScanTask, Severity, Unsubmittable,
 };
 
 /// Where the suite's clock starts (2027-01-15, well away from any day boundary).
@@ -24,6 +24,7 @@ pub(crate) async fn suite(store: Store) {
     policy_view(&store).await;
     submissions(&store).await;
     policy_codes(&store).await;
+    changes_and_findings(&store).await;
     leases(&store).await;
     run_log(&store).await;
     store.ping().await.expect("the database answers");
@@ -719,6 +720,178 @@ async fn submissions(store: &Store) {
     assert_eq!(
         (batches[0].id, batches[0].parent_id),
         (split, Some(refused))
+    );
+}
+
+/// What a re-pushed tag and the findings need: the latest push when it is later than the
+/// scan, whether the digest differs from our last submission's (kept, and given back when a
+/// submission never counted), when an image appeared, and the findings counted per target.
+async fn changes_and_findings(store: &Store) {
+    let clock = store.clock().clone();
+    let fence = lead(store, "suite").await;
+    let target = "chg";
+    let digest = |c: char| format!("sha256:{}", c.to_string().repeat(64));
+    let mut pushed = image("a", ScanStatus::Success);
+    pushed.image_digest = digest('1');
+    pushed.latest_scan_time = Some(100);
+    pushed.latest_update_time = Some(200);
+    pushed.severity_level = "Low".into();
+    pushed.unsafe_setting_num = Some(2);
+    let mut scanned = image("b", ScanStatus::Success);
+    scanned.image_digest = digest('2');
+    scanned.latest_scan_time = Some(300);
+    scanned.latest_update_time = Some(200);
+    scanned.severity_level = "High".into();
+    scanned.malicious_file_num = Some(1);
+    let mut undated = image("c", ScanStatus::Unscan);
+    undated.latest_update_time = None;
+    undated.vul_num = None;
+    let first_seen = clock.now_ms();
+    store
+        .upsert_images(
+            target,
+            &[
+                PreparedImage::new(pushed),
+                PreparedImage::new(scanned.clone()),
+                PreparedImage::new(undated),
+            ],
+        )
+        .await
+        .expect("insert");
+    let seen = candidates(store, target, false).await;
+    assert_eq!(
+        (seen[0].updated_after_scan, seen[1].updated_after_scan),
+        (Some(200), None),
+        "the latest push only when it is later than the scan"
+    );
+    assert!(seen.iter().all(|c| !c.digest_changed), "never submitted");
+
+    // The findings, counted per target; a deleted image no longer counts.
+    let risks = store.risk_counts().await.expect("risks");
+    let chg = risks.iter().find(|r| r.target == target).expect("chg");
+    assert_eq!(
+        chg.by_severity
+            .iter()
+            .map(|(s, n)| (*s, *n))
+            .collect::<Vec<_>>(),
+        [(Severity::Low, 1), (Severity::High, 1)]
+    );
+    assert_eq!((chg.with_malicious_files, chg.with_unsafe_settings), (1, 1));
+    let riskiest: Vec<_> = store
+        .riskiest_images(1000)
+        .await
+        .expect("riskiest")
+        .into_iter()
+        .filter(|r| r.target == target)
+        .collect();
+    assert_eq!(
+        riskiest
+            .iter()
+            .map(|r| (r.image_name.as_str(), r.severity))
+            .collect::<Vec<_>>(),
+        [("b", Some(Severity::High)), ("a", Some(Severity::Low))],
+        "most severe first; an image without findings is not listed"
+    );
+    assert_eq!(riskiest[0].latest_scan_time, Some(300));
+
+    // When each appeared: HSS's latest push, else when the sync first saw it.
+    let plan = vec![
+        planned(&seen[1], target, DueReason::Stale),
+        planned(&seen[2], target, DueReason::NeverScanned),
+    ];
+    let due = store.due_images(&plan).await.expect("due");
+    assert_eq!((due[0].appeared_at, due[1].appeared_at), (200, first_seen));
+    assert_eq!(
+        (due[0].last_submitted_at, due[0].submitted_digest_hash),
+        (None, None)
+    );
+
+    // Submitted, scanned and failed: the digest it had is ours now, and a failure counted.
+    let batch = NewBatch {
+        target,
+        image_type: &ImageType::Private,
+        enterprise_project_id: "",
+        parent_id: None,
+        api: "current",
+    };
+    let first = store
+        .record_pending_batch(&batch, &due[..1], &fence)
+        .await
+        .expect("record")
+        .into_claimed()
+        .expect("claimed")
+        .batch_id;
+    store.mark_batch_sent(first, None).await.expect("sent");
+    let open = store
+        .open_items(target, &ImageType::Private)
+        .await
+        .expect("open");
+    let outcomes: Vec<_> = open
+        .into_iter()
+        .map(|item| (item, ItemOutcome::Failed))
+        .collect();
+    store.close_items(&outcomes).await.expect("close");
+    let b = &candidates(store, target, false).await[1];
+    assert_eq!((b.digest_changed, b.failed_submissions), (false, 1));
+
+    // Pushed again: other content than we submitted.
+    clock.advance(Duration::from_secs(1));
+    let mut repushed = scanned.clone();
+    repushed.image_digest = digest('3');
+    store
+        .upsert_images(target, &[PreparedImage::new(repushed)])
+        .await
+        .expect("re-push");
+    let seen = candidates(store, target, false).await;
+    assert!(seen[1].digest_changed, "a new digest is a change");
+    let due = store
+        .due_images(&[planned(&seen[1], target, DueReason::Changed)])
+        .await
+        .expect("due");
+    assert_eq!(due[0].submitted_digest_hash, digest_hash(&digest('2')));
+
+    // A changed submission starts the count of failures afresh and makes the digest ours.
+    let changed = store
+        .record_pending_batch(&batch, &due, &fence)
+        .await
+        .expect("record")
+        .into_claimed()
+        .expect("claimed")
+        .batch_id;
+    let b = &candidates(store, target, false).await[1];
+    assert_eq!(
+        (b.digest_changed, b.failed_submissions, b.in_flight),
+        (false, 0, true)
+    );
+    // HSS refused it: the digest of the submission before comes back, still a change.
+    let failure = BatchFailure {
+        message: "refused".into(),
+        ..BatchFailure::default()
+    };
+    store
+        .mark_batch_failed(changed, &failure)
+        .await
+        .expect("failed");
+    let b = &candidates(store, target, false).await[1];
+    assert!(b.digest_changed && !b.in_flight, "{b:?}");
+    assert_eq!(
+        b.last_submitted_at,
+        Some(due[0].last_submitted_at.expect("ours"))
+    );
+
+    assert_eq!(
+        store.mark_deleted(&[seen[1].row_id]).await.expect("delete"),
+        1
+    );
+    let risks = store.risk_counts().await.expect("risks");
+    let chg = risks.iter().find(|r| r.target == target).expect("chg");
+    assert_eq!(
+        (
+            chg.by_severity.get(&Severity::High),
+            chg.with_malicious_files
+        ),
+        (None, 0),
+        "deleted images are not counted"
     );
 }
 

@@ -2,8 +2,8 @@
 //! for an operator who starts with the embedded default and later runs replicas.
 //!
 //! Every table is copied with its ids — the inventory (deleted images too) and its held-back
-//! deletions, the run log, every batch and item (open ones included, with the images'
-//! `in_flight`, `last_submitted_at` and `last_item_id` that point at them), and what the
+//! deletions, the run log, every batch and item (open ones included, with the
+//! `submission_state` of their images that points at them), and what the
 //! targets' projects said — except the leader lease, which belongs to the processes of the
 //! old database. The source is read in one read transaction, so the copy is one consistent
 //! moment of it even while a daemon writes; the target is written in one transaction, so it
@@ -45,7 +45,7 @@ pub(super) struct Table {
 use Kind::{Bool, Int, Owner, Text};
 
 /// Every table but the lease, parents before children.
-pub(super) const TABLES: [Table; 7] = [
+pub(super) const TABLES: [Table; 8] = [
     Table {
         name: "images",
         columns: &[
@@ -86,13 +86,23 @@ pub(super) const TABLES: [Table; 7] = [
             ("first_seen_at", Int),
             ("changed_at", Int),
             ("deleted_at", Int),
+            ("digest_hash", Int),
+        ],
+        order_by: "id",
+        has_id: true,
+    },
+    Table {
+        name: "submission_state",
+        columns: &[
+            ("image_row_id", Int),
             ("last_submitted_at", Int),
             ("last_item_id", Int),
             ("in_flight", Bool),
             ("failed_submissions", Int),
+            ("submitted_digest_hash", Int),
         ],
-        order_by: "id",
-        has_id: true,
+        order_by: "image_row_id",
+        has_id: false,
     },
     Table {
         name: "held_deletions",
@@ -188,6 +198,8 @@ pub(super) const TABLES: [Table; 7] = [
             ("scan_time_before", Int),
             ("submitted_before", Int),
             ("image_digest", Text),
+            ("digest_hash", Int),
+            ("digest_hash_before", Int),
             ("outcome", Text),
             ("finished_at", Int),
             ("task_failure", Text),

@@ -36,8 +36,8 @@ use crate::domain::{
 
 pub use model::{
     Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ImageCount, ItemOutcome, JobRun,
-    KnownImage, LeaseAttempt, LeaseState, NewBatch, OpenItem, OpenTask, PreparedImage, SyncOutcome,
-    SyncRun, SyncRunCounts, TargetFacts,
+    KnownImage, LeaseAttempt, LeaseState, NewBatch, OpenItem, OpenTask, PreparedImage, RiskCounts,
+    RiskyImage, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts, digest_hash,
 };
 
 /// Every way the store fails. Each names what was being done; none is worth retrying by the
@@ -163,6 +163,8 @@ pub(crate) trait Inventory: Send + Sync {
         row_ids: &[i64],
     ) -> Result<(), StoreError>;
     async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError>;
+    async fn risk_counts(&self) -> Result<Vec<RiskCounts>, StoreError>;
+    async fn riskiest_images(&self, limit: i64) -> Result<Vec<RiskyImage>, StoreError>;
     async fn images_changed_since(&self, since: i64) -> Result<u64, StoreError>;
     async fn present_images(
         &self,
@@ -364,6 +366,19 @@ impl Store {
     /// Present images per target, type and scan status.
     pub async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
         self.backend.image_counts().await
+    }
+
+    /// What each target's present images were found to have at their last scan, counted from
+    /// the policy index (never the wide rows: this is read at every metrics refresh).
+    pub async fn risk_counts(&self) -> Result<Vec<RiskCounts>, StoreError> {
+        self.backend.risk_counts().await
+    }
+
+    /// The `limit` riskiest present images of every target, most severe first, then by
+    /// vulnerability count: those with a level above `Security` or any finding. Reads the
+    /// table (for `status --risky`, not for metrics).
+    pub async fn riskiest_images(&self, limit: i64) -> Result<Vec<RiskyImage>, StoreError> {
+        self.backend.riskiest_images(limit).await
     }
 
     /// Images (present or deleted) inserted or rewritten at or after `since` (ms): what a

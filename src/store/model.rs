@@ -4,8 +4,10 @@
 use serde::Serialize;
 use xxhash_rust::xxh3::Xxh3;
 
+use std::collections::BTreeMap;
+
 use crate::domain::{
-    Image, ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, Planned, ScanStatus,
+    Image, ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, Planned, ScanStatus, Severity,
 };
 
 /// What the store knows of an image, keyed by [`PreparedImage::key_hash`].
@@ -25,6 +27,29 @@ pub struct PreparedImage {
     pub key_hash: i64,
     /// Hash of every stored field: equal hashes mean nothing to write.
     pub content_hash: i64,
+    /// [`digest_hash`] of the image's digest.
+    pub digest_hash: Option<i64>,
+}
+
+/// A 64-bit hash of an image digest, for telling a re-pushed tag from the content we last
+/// submitted without keeping 71-character texts in the policy index: the first 16 hex digits
+/// of a `sha256:` digest (itself a hash, and computable in SQL, so that migration 0011 gave
+/// rows stored before it the same number), else xxh3-64 of the text. `None` for no digest.
+pub fn digest_hash(digest: &str) -> Option<i64> {
+    if digest.is_empty() {
+        return None;
+    }
+    if let Some(hex) = digest.strip_prefix("sha256:")
+        && hex.len() == 64
+        && hex.bytes().all(|b| matches!(b, b'0'..=b'9' | b'a'..=b'f'))
+        && let Ok(prefix) = u64::from_str_radix(&hex[..16], 16)
+    {
+        // Databases store signed 64-bit integers; the bits are what matter.
+        return Some(prefix as i64);
+    }
+    let mut hasher = FieldHasher::new();
+    hasher.text(digest);
+    Some(hasher.finish())
 }
 
 /// Feeds fields into a hash, each followed by a separator byte that UTF-8 never contains,
@@ -130,6 +155,7 @@ impl PreparedImage {
         PreparedImage {
             content_hash: content.finish(),
             key_hash,
+            digest_hash: digest_hash(&image.image_digest),
             image,
         }
     }
@@ -144,6 +170,37 @@ pub struct ImageCount {
     pub images: i64,
 }
 
+/// What the listing says a target's present images were found to have at their last scan,
+/// counted: no image is named, so a metric of it has a handful of series per target.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize)]
+pub struct RiskCounts {
+    pub target: String,
+    /// Images by `severity_level`; levels no image has are left out.
+    pub by_severity: BTreeMap<Severity, u64>,
+    /// Images in which the scan found malicious files.
+    pub with_malicious_files: u64,
+    /// Images in which the scan found unsafe settings.
+    pub with_unsafe_settings: u64,
+}
+
+/// A present image with findings, for `status --risky`.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+pub struct RiskyImage {
+    pub target: String,
+    pub image_type: String,
+    pub namespace: String,
+    pub image_name: String,
+    pub image_version: String,
+    /// The registry it is listed under (current API only).
+    pub registry_name: String,
+    pub severity: Option<Severity>,
+    pub vul_num: Option<i64>,
+    pub malicious_file_num: Option<i64>,
+    pub unsafe_setting_num: Option<i64>,
+    /// When HSS last scanned it (ms).
+    pub latest_scan_time: Option<i64>,
+}
+
 /// A planned image with what the scan call and the audit trail need, read from the store just
 /// before its batch is recorded ([`super::Store::due_images`]).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
@@ -152,7 +209,13 @@ pub struct DueImage {
     pub identity: ImageIdentity,
     pub scan_status: ScanStatus,
     pub latest_scan_time: Option<i64>,
+    /// Our last submission of it (ms); `None`: this would be our first.
     pub last_submitted_at: Option<i64>,
+    /// [`digest_hash`] of the digest of that last submission.
+    pub submitted_digest_hash: Option<i64>,
+    /// When the image appeared (ms): HSS's `latest_update_time`, else when a sync first saw
+    /// it. The start of its time to our first submission.
+    pub appeared_at: i64,
 }
 
 /// A batch about to be recorded `pending`.
@@ -432,6 +495,29 @@ mod tests {
     }
 
     #[test]
+    fn a_sha256_digest_hashes_to_its_first_64_bits_and_any_other_text_to_xxh3() {
+        let digest = format!("sha256:{}{}", "ffeeddccbbaa9988", "0".repeat(48));
+        assert_eq!(digest_hash(&digest), Some(0xffee_ddcc_bbaa_9988_u64 as i64));
+        assert_eq!(
+            digest_hash(&format!("sha256:{}{}", "0000000000000001", "f".repeat(48))),
+            Some(1)
+        );
+        // Not the canonical form: upper case, short, another algorithm. Still hashed, and
+        // told apart.
+        let upper = digest_hash(&digest.to_uppercase()).expect("a hash");
+        let short = digest_hash("sha256:ffeeddccbbaa9988").expect("a hash");
+        let sha512 = digest_hash(&format!("sha512:{}", "a".repeat(128))).expect("a hash");
+        assert_ne!(upper, short);
+        assert_ne!(short, 0xffee_ddcc_bbaa_9988_u64 as i64);
+        assert_ne!(sha512, upper);
+        assert_eq!(digest_hash(""), None);
+        let mut repushed = image();
+        repushed.image_digest = digest.clone();
+        let prepared = PreparedImage::new(repushed);
+        assert_eq!(prepared.digest_hash, digest_hash(&digest));
+    }
+
+    #[test]
     fn the_same_tag_in_two_third_party_registries_is_two_images() {
         let harbor = |registry: &str| {
             let mut image = image();
@@ -459,6 +545,14 @@ pub struct LeaseState {
     pub term: i64,
     pub acquired_at: i64,
     pub expires_at: i64,
+}
+
+impl LeaseState {
+    /// Whether this is the lease `fence` was given, still valid at `now`: what every batch
+    /// is recorded and sent under.
+    pub fn is_held_by(&self, fence: &Fence, now: i64) -> bool {
+        self.holder == fence.holder && self.term == fence.term && self.expires_at > now
+    }
 }
 
 /// This replica's hold on the leader lease: the fencing token every batch is recorded with.

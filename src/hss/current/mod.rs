@@ -29,8 +29,8 @@ use self::model::{
 use super::transport::client::{ApiRequest, HssClient, to_body};
 use super::transport::error::{HssError, INVALID_PARAMETER};
 use super::{
-    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
-    SourceError, SubmitError, classify,
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter, SendGate,
+    SourceError, SubmitError, Ungated, classify,
 };
 use crate::domain::{ImageIdentity, ImageType, NativeScanPolicy, PayPerScan, ScanTask};
 
@@ -163,6 +163,15 @@ impl CurrentApi {
         &self,
         body: &CreateScanTaskRequest,
     ) -> Result<Option<i64>, HssError> {
+        self.create_scan_task_gated(body, &Ungated).await
+    }
+
+    /// [`CurrentApi::create_scan_task`], sent only while `gate` allows.
+    pub async fn create_scan_task_gated(
+        &self,
+        body: &CreateScanTaskRequest,
+        gate: &dyn SendGate,
+    ) -> Result<Option<i64>, HssError> {
         let query = vec![("global_image_type".to_owned(), "registry".to_owned())];
         let req = ApiRequest {
             call: "create_scan_task",
@@ -173,7 +182,7 @@ impl CurrentApi {
             region: self.client.region(),
             secrets: Vec::new(),
         };
-        Ok(self.client.call(&req).await?.server_time_ms())
+        Ok(self.client.call_gated(&req, gate).await?.server_time_ms())
     }
 
     /// `GET /image/tasks?type=image_scan`: a page of manual scan tasks, or one task by id.
@@ -361,6 +370,7 @@ impl ScanSubmitter for CurrentApi {
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
+        gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         let rate_limit = if image_type.is_third_party() {
             self.options.third_party_rate_limit
@@ -373,7 +383,7 @@ impl ScanSubmitter for CurrentApi {
             is_all: false,
             image_info: images.iter().map(ScanTaskImage::for_image).collect(),
         };
-        match self.create_scan_task(&body).await {
+        match self.create_scan_task_gated(&body, gate).await {
             Ok(server_time) => Ok(Receipt {
                 task_id: self.find_task(images.len(), server_time).await,
             }),

@@ -14,8 +14,8 @@ use self::model::{
 use super::transport::client::{ApiRequest, HssClient, to_body};
 use super::transport::error::HssError;
 use super::{
-    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter,
-    SourceError, SubmitError, classify,
+    AccountFacts, ApiInUse, ImagePage, ImageSource, PageRequest, Receipt, ScanSubmitter, SendGate,
+    SourceError, SubmitError, Ungated, classify,
 };
 use crate::domain::{ImageIdentity, ImageType, NativeScanPolicy, PayPerScan};
 
@@ -130,6 +130,15 @@ impl LegacyApi {
 
     /// `POST /image/batch-scan`: submit up to 10241 images of one type for scanning.
     pub async fn batch_scan(&self, body: &BatchScanRequest) -> Result<(), HssError> {
+        self.batch_scan_gated(body, &Ungated).await
+    }
+
+    /// [`LegacyApi::batch_scan`], sent only while `gate` allows.
+    pub async fn batch_scan_gated(
+        &self,
+        body: &BatchScanRequest,
+        gate: &dyn SendGate,
+    ) -> Result<(), HssError> {
         let req = ApiRequest {
             call: "batch_scan",
             method: Method::POST,
@@ -139,7 +148,7 @@ impl LegacyApi {
             region: self.client.region(),
             secrets: Vec::new(),
         };
-        self.client.call(&req).await.map(drop)
+        self.client.call_gated(&req, gate).await.map(drop)
     }
 }
 
@@ -186,13 +195,14 @@ impl ScanSubmitter for LegacyApi {
         &self,
         image_type: &ImageType,
         images: &[ImageIdentity],
+        gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         let body = BatchScanRequest {
             image_info_list: images.iter().map(BatchScanItem::for_image).collect(),
             operate_all: false,
             image_type: image_type.clone(),
         };
-        match self.batch_scan(&body).await {
+        match self.batch_scan_gated(&body, gate).await {
             Ok(()) => Ok(Receipt::default()),
             // HSS.0006: over the 10,241 items.
             Err(err) => Err(classify(&err, err.is_request_too_large())),

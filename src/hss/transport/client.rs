@@ -307,7 +307,7 @@ impl HssClient {
         // Decoding is part of the attempt, so that an unreadable answer to a GET is retried
         // like any other transient fault.
         let attempt = || async {
-            let answer = self.attempt(req).await?;
+            let answer = self.attempt(req, &crate::hss::Ungated).await?;
             match serde_json::from_slice::<T>(&answer.body) {
                 Ok(value) => Ok((value, answer.request_id)),
                 Err(err) => Err(HssError::Malformed {
@@ -324,7 +324,16 @@ impl HssClient {
 
     /// For calls whose success answer has no fields (the SDK's models are empty).
     pub(in crate::hss) async fn call(&self, req: &ApiRequest) -> Result<Answer, HssError> {
-        self.with_retries(req, || self.attempt(req)).await
+        self.call_gated(req, &crate::hss::Ungated).await
+    }
+
+    /// [`HssClient::call`], with `gate` asked before every attempt goes on the wire.
+    pub(in crate::hss) async fn call_gated(
+        &self,
+        req: &ApiRequest,
+        gate: &dyn crate::hss::SendGate,
+    ) -> Result<Answer, HssError> {
+        self.with_retries(req, || self.attempt(req, gate)).await
     }
 
     async fn with_retries<T, F, Fut>(&self, req: &ApiRequest, attempt: F) -> Result<T, HssError>
@@ -350,10 +359,19 @@ impl HssClient {
     }
 
     /// One attempt: wait for the rate limit, sign with current credentials, send, classify.
-    async fn attempt(&self, req: &ApiRequest) -> Result<Answer, HssError> {
+    async fn attempt(
+        &self,
+        req: &ApiRequest,
+        gate: &dyn crate::hss::SendGate,
+    ) -> Result<Answer, HssError> {
         let inner = &self.inner;
         inner.limiter.until_ready().await;
         let credentials = inner.credentials.current().await?;
+        // Last, right before the wire: the waits above can be long.
+        gate.may_send().await.map_err(|why| HssError::NotSent {
+            call: req.call,
+            why,
+        })?;
         let sdk_date = Utc::now().format(signer::DATE_FORMAT).to_string();
         let wire = build_wire_request(&inner.options, &credentials, req, &sdk_date);
 

@@ -114,6 +114,10 @@ pub enum HssError {
     /// A request that could not even be built (a body that does not serialise).
     #[error("{call}: could not build the request: {detail}")]
     Request { call: &'static str, detail: String },
+
+    /// The call's gate closed before it went on the wire: nothing was sent.
+    #[error("{call}: not sent: {why}")]
+    NotSent { call: &'static str, why: String },
 }
 
 impl HssError {
@@ -126,9 +130,10 @@ impl HssError {
             | HssError::Transport { retryable, .. }
             | HssError::Malformed { retryable, .. } => *retryable,
             HssError::Connect { .. } => true,
-            HssError::FailedInBody { .. } | HssError::Credentials(_) | HssError::Request { .. } => {
-                false
-            }
+            HssError::FailedInBody { .. }
+            | HssError::Credentials(_)
+            | HssError::Request { .. }
+            | HssError::NotSent { .. } => false,
         }
     }
 
@@ -143,7 +148,8 @@ impl HssError {
             | HssError::Malformed { .. }
             | HssError::FailedInBody { .. }
             | HssError::Credentials(_)
-            | HssError::Request { .. } => false,
+            | HssError::Request { .. }
+            | HssError::NotSent { .. } => false,
         }
     }
 
@@ -177,7 +183,7 @@ impl HssError {
 
     /// A short label for metrics and logs: `throttled`, `server_error`, `timeout`, …
     /// Every value [`HssError::kind`] returns, for metrics that start each at zero.
-    pub const KINDS: [&'static str; 10] = [
+    pub const KINDS: [&'static str; 11] = [
         "throttled",
         "server_error",
         "client_error",
@@ -188,6 +194,7 @@ impl HssError {
         "failed_in_body",
         "credentials",
         "request",
+        "not_sent",
     ];
 
     pub fn kind(&self) -> &'static str {
@@ -202,6 +209,7 @@ impl HssError {
             HssError::FailedInBody { .. } => "failed_in_body",
             HssError::Credentials(_) => "credentials",
             HssError::Request { .. } => "request",
+            HssError::NotSent { .. } => "not_sent",
         }
     }
 }

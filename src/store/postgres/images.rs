@@ -12,7 +12,10 @@ use async_trait::async_trait;
 
 use super::{Context, PgBackend};
 use crate::domain::{Image, ImageType, Unsubmittable};
-use crate::store::{ImageCount, Inventory, KnownImage, PreparedImage, StoreError};
+use crate::store::policy_fields::{RiskDigits, count_risks, packed_type_and_status, sort_counts};
+use crate::store::{
+    ImageCount, Inventory, KnownImage, PreparedImage, RiskCounts, RiskyImage, StoreError,
+};
 
 /// Rows per read of the inventory index.
 const INDEX_CHUNK: i64 = 50_000;
@@ -30,13 +33,13 @@ const UPSERT: &str = "INSERT INTO images (target, first_seen_at, changed_at, ima
      scan_failed_desc, image_size, latest_update_time, latest_scan_time, vul_num, \
      unsafe_setting_num, malicious_file_num, domain_name, shared_status, scannable, registry_id, \
      registry_name, registry_type, latest_sync_time, scan_failed_code, severity_level, \
-     is_multiple_arch, unsubmittable) \
+     is_multiple_arch, unsubmittable, digest_hash) \
      SELECT $1, $2, $2, u.* FROM UNNEST($3::TEXT[], $4::TEXT[], $5::TEXT[], $6::TEXT[], \
      $7::TEXT[], $8::BIGINT[], $9::BIGINT[], $10::BIGINT[], $11::TEXT[], $12::TEXT[], \
      $13::TEXT[], $14::TEXT[], $15::BOOLEAN[], $16::TEXT[], $17::TEXT[], $18::BIGINT[], \
      $19::BIGINT[], $20::BIGINT[], $21::BIGINT[], $22::BIGINT[], $23::BIGINT[], $24::TEXT[], \
      $25::TEXT[], $26::BOOLEAN[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::BIGINT[], \
-     $31::TEXT[], $32::TEXT[], $33::BOOLEAN[], $34::BIGINT[]) AS u \
+     $31::TEXT[], $32::TEXT[], $33::BOOLEAN[], $34::BIGINT[], $35::BIGINT[]) AS u \
      ON CONFLICT (target, key_hash) DO UPDATE SET \
      content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
      instance_name = excluded.instance_name, instance_url = excluded.instance_url, \
@@ -52,7 +55,7 @@ const UPSERT: &str = "INSERT INTO images (target, first_seen_at, changed_at, ima
      registry_type = excluded.registry_type, latest_sync_time = excluded.latest_sync_time, \
      scan_failed_code = excluded.scan_failed_code, severity_level = excluded.severity_level, \
      is_multiple_arch = excluded.is_multiple_arch, unsubmittable = excluded.unsubmittable, \
-     changed_at = excluded.changed_at, deleted_at = NULL \
+     digest_hash = excluded.digest_hash, changed_at = excluded.changed_at, deleted_at = NULL \
      WHERE images.content_hash <> excluded.content_hash OR images.deleted_at IS NOT NULL";
 
 /// One array per column of a page of images, in the order of [`UPSERT`]'s `UNNEST`.
@@ -90,6 +93,7 @@ struct Columns {
     severity_level: Vec<String>,
     is_multiple_arch: Vec<Option<bool>>,
     unsubmittable: Vec<i64>,
+    digest_hash: Vec<Option<i64>>,
 }
 
 impl Columns {
@@ -128,6 +132,7 @@ impl Columns {
         self.is_multiple_arch.push(i.is_multiple_arch);
         self.unsubmittable
             .push(i64::from(i.unsubmittable.map_or(0, Unsubmittable::code)));
+        self.digest_hash.push(p.digest_hash);
     }
 }
 
@@ -257,6 +262,7 @@ impl Inventory for PgBackend {
                 .bind(c.severity_level)
                 .bind(c.is_multiple_arch)
                 .bind(c.unsubmittable)
+                .bind(c.digest_hash)
                 .execute(&mut *tx)
                 .await
                 .context("write a page of images")?;
@@ -279,25 +285,99 @@ impl Inventory for PgBackend {
         Ok(deleted)
     }
 
-    /// Present images per target, type and scan status, in the byte order SQLite sorts text
-    /// by (`COLLATE "C"`), whatever the database's locale.
+    /// Present images per target, type and scan status, in byte order (as on SQLite). Type
+    /// and status are the low two digits of the packed policy fields, so the policy index
+    /// answers; only the rare unknown types and statuses (digit 7) are named from the table.
     #[tracing::instrument(skip_all, err)]
     async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT target, image_type, scan_status, COUNT(*) AS images FROM images \
-             WHERE deleted_at IS NULL GROUP BY target, image_type, scan_status \
-             ORDER BY target COLLATE \"C\", image_type COLLATE \"C\", scan_status COLLATE \"C\"",
+        let packed: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT target, packed_policy_fields % 64 AS digits, COUNT(*) \
+             FROM images WHERE deleted_at IS NULL GROUP BY target, digits",
         )
         .fetch_all(&self.pool)
         .await
         .context("count images")?;
+        let mut counts: Vec<ImageCount> = Vec::with_capacity(packed.len());
+        for (target, digits, images) in packed {
+            if let Some((image_type, scan_status)) = packed_type_and_status(digits) {
+                counts.push(ImageCount {
+                    target,
+                    image_type,
+                    scan_status,
+                    images,
+                });
+                continue;
+            }
+            let named: Vec<(String, String, i64)> = sqlx::query_as(
+                "SELECT image_type, scan_status, COUNT(*) FROM images \
+                 WHERE target = $1 AND deleted_at IS NULL AND packed_policy_fields % 64 = $2 \
+                 GROUP BY image_type, scan_status",
+            )
+            .bind(&target)
+            .bind(digits)
+            .fetch_all(&self.pool)
+            .await
+            .context("count images")?;
+            counts.extend(
+                named
+                    .into_iter()
+                    .map(|(image_type, scan_status, images)| ImageCount {
+                        target: target.clone(),
+                        image_type,
+                        scan_status,
+                        images,
+                    }),
+            );
+        }
+        sort_counts(&mut counts);
+        Ok(counts)
+    }
+
+    /// What each target's present images were found to have, from the `packed_risk` numbers
+    /// of the policy index: a few groups per target, however many images.
+    #[tracing::instrument(skip_all, err)]
+    async fn risk_counts(&self) -> Result<Vec<RiskCounts>, StoreError> {
+        let groups: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT target, packed_risk, COUNT(*) FROM images WHERE deleted_at IS NULL \
+             GROUP BY target, packed_risk ORDER BY target COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("count images with findings")?;
+        Ok(count_risks(groups))
+    }
+
+    /// The riskiest present images, most severe first, then by vulnerabilities, malicious
+    /// files and unsafe settings: a pass over the table, for a command.
+    #[tracing::instrument(skip_all, err)]
+    async fn riskiest_images(&self, limit: i64) -> Result<Vec<RiskyImage>, StoreError> {
+        let rows: Vec<RiskyRow> = sqlx::query_as(
+            "SELECT target, image_type, namespace, image_name, image_version, registry_name, \
+             packed_risk, vul_num, malicious_file_num, unsafe_setting_num, latest_scan_time \
+             FROM images WHERE deleted_at IS NULL \
+             AND (packed_risk % 8 > 1 OR packed_risk >= 8 OR COALESCE(vul_num, 0) > 0) \
+             ORDER BY packed_risk % 8 DESC, COALESCE(vul_num, 0) DESC, \
+             COALESCE(malicious_file_num, 0) DESC, COALESCE(unsafe_setting_num, 0) DESC, id \
+             LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("read the riskiest images")?;
         Ok(rows
             .into_iter()
-            .map(|(target, image_type, scan_status, images)| ImageCount {
-                target,
-                image_type,
-                scan_status,
-                images,
+            .map(|r| RiskyImage {
+                target: r.target,
+                image_type: r.image_type,
+                namespace: r.namespace,
+                image_name: r.image_name,
+                image_version: r.image_version,
+                registry_name: r.registry_name,
+                severity: RiskDigits(r.packed_risk).severity(),
+                vul_num: r.vul_num,
+                malicious_file_num: r.malicious_file_num,
+                unsafe_setting_num: r.unsafe_setting_num,
+                latest_scan_time: r.latest_scan_time,
             })
             .collect())
     }
@@ -392,6 +472,22 @@ impl Inventory for PgBackend {
 
     /// Nothing was tuned (see [`Inventory::bulk_writes`]), so there is nothing to undo.
     fn end_bulk_writes_in_background(&self) {}
+}
+
+/// A row of [`Inventory::riskiest_images`].
+#[derive(sqlx::FromRow)]
+struct RiskyRow {
+    target: String,
+    image_type: String,
+    namespace: String,
+    image_name: String,
+    image_version: String,
+    registry_name: String,
+    packed_risk: i64,
+    vul_num: Option<i64>,
+    malicious_file_num: Option<i64>,
+    unsafe_setting_num: Option<i64>,
+    latest_scan_time: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -1,10 +1,10 @@
 //! `scan_batches` and `scan_items`: the audit trail of every scan call, and the per-image
-//! bookkeeping (`images.in_flight`, `last_submitted_at`, `failed_submissions`,
-//! `last_item_id`) the policy reads. The protocol is SQLite's (see `sqlite/submissions.rs`);
+//! bookkeeping the policy reads (`submission_state`: `in_flight`, `last_submitted_at`,
+//! `failed_submissions`, `last_item_id`, `submitted_digest_hash`). The protocol is SQLite's (see `sqlite/submissions.rs`);
 //! what differs is how exclusion is had. SQLite has one writer at a time; here the
 //! transaction that records a batch locks the lease row (`FOR UPDATE`), so no other process
-//! can take the lease or record a batch until it commits, and locks the rows of the images it
-//! claims, in id order, so that nothing moves their last submission between the check and
+//! can take the lease or record a batch until it commits, and locks the inventory rows of the
+//! images it claims (which, unlike their state rows, always exist), in id order, so that nothing moves their last submission between the check and
 //! the write.
 
 use std::collections::HashMap;
@@ -14,10 +14,10 @@ use sqlx::FromRow;
 
 use super::leases::check_fence;
 use super::{Context, PgBackend};
-use crate::domain::{BatchFailure, ImageType, ScanStatus, ScanTask};
+use crate::domain::{BatchFailure, DueReason, ImageType, ScanStatus, ScanTask};
 use crate::store::{
     Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ItemOutcome, NewBatch, OpenItem, OpenTask,
-    StoreError, Submissions,
+    StoreError, Submissions, digest_hash,
 };
 
 #[async_trait]
@@ -61,9 +61,12 @@ impl Submissions for PgBackend {
         // still form a cycle, PostgreSQL aborts one of them, and its job fails and is run
         // again; nothing is recorded twice.)
         let current: HashMap<i64, Option<i64>> = sqlx::query_as(
-            "SELECT id, last_submitted_at FROM images \
-             WHERE id = ANY($1) AND deleted_at IS NULL ORDER BY id FOR UPDATE",
+            "SELECT i.id, s.last_submitted_at FROM images i \
+             LEFT JOIN submission_state s ON s.image_row_id = i.id \
+             WHERE i.target = $1 AND i.id = ANY($2) AND i.deleted_at IS NULL \
+             ORDER BY i.id FOR UPDATE OF i",
         )
+        .bind(batch.target)
         .bind(&ids)
         .fetch_all(&mut *tx)
         .await
@@ -112,13 +115,16 @@ impl Submissions for PgBackend {
         // Rows go in in the order UNNEST gives them, the request's order, as their ids.
         sqlx::query(
             "INSERT INTO scan_items (batch_id, image_row_id, reason, rule, priority, \
-             status_before, scan_time_before, submitted_before, image_digest) \
+             status_before, scan_time_before, submitted_before, image_digest, digest_hash, \
+             digest_hash_before) \
              SELECT $1, u.image_row_id, u.reason, u.rule, u.priority, u.status_before, \
-             u.scan_time_before, u.submitted_before, u.image_digest \
+             u.scan_time_before, u.submitted_before, u.image_digest, u.digest_hash, \
+             u.digest_hash_before \
              FROM UNNEST($2::BIGINT[], $3::TEXT[], $4::BIGINT[], $5::BIGINT[], $6::TEXT[], \
-             $7::BIGINT[], $8::BIGINT[], $9::TEXT[]) WITH ORDINALITY AS u(image_row_id, reason, \
-             rule, priority, status_before, scan_time_before, submitted_before, image_digest, n) \
-             ORDER BY u.n",
+             $7::BIGINT[], $8::BIGINT[], $9::TEXT[], $10::BIGINT[], $11::BIGINT[]) \
+             WITH ORDINALITY AS u(image_row_id, reason, rule, priority, status_before, \
+             scan_time_before, submitted_before, image_digest, digest_hash, digest_hash_before, \
+             n) ORDER BY u.n",
         )
         .bind(batch_id)
         .bind(&claimed)
@@ -129,19 +135,39 @@ impl Submissions for PgBackend {
         .bind(c.scan_time_before)
         .bind(c.submitted_before)
         .bind(c.image_digest)
+        .bind(c.digest_hash)
+        .bind(c.digest_hash_before)
         .execute(&mut *tx)
         .await
         .context("record pending items")?;
+        // Every claimed image in flight, submitted now by this batch's item with its digest:
+        // one statement, in row order (the order the images' rows are locked in).
         sqlx::query(
-            "UPDATE images SET in_flight = TRUE, last_submitted_at = $1, last_item_id = s.id \
-             FROM scan_items s \
-             WHERE s.batch_id = $2 AND s.outcome IS NULL AND s.image_row_id = images.id",
+            "INSERT INTO submission_state (image_row_id, last_submitted_at, last_item_id, \
+             in_flight, submitted_digest_hash) \
+             SELECT image_row_id, $1, id, TRUE, digest_hash FROM scan_items \
+             WHERE batch_id = $2 ORDER BY image_row_id \
+             ON CONFLICT (image_row_id) DO UPDATE SET \
+             last_submitted_at = excluded.last_submitted_at, \
+             last_item_id = excluded.last_item_id, in_flight = TRUE, \
+             submitted_digest_hash = excluded.submitted_digest_hash",
         )
         .bind(now)
         .bind(batch_id)
         .execute(&mut *tx)
         .await
         .context("mark images in flight")?;
+        // The failures in a row so far were of the content before the change: the new
+        // content starts with a clean count.
+        sqlx::query(
+            "UPDATE submission_state SET failed_submissions = 0 WHERE image_row_id IN \
+             (SELECT image_row_id FROM scan_items WHERE batch_id = $1 AND reason = $2)",
+        )
+        .bind(batch_id)
+        .bind(DueReason::Changed.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("restart the failure count of changed images")?;
         tx.commit().await.context("record a pending batch")?;
         Ok(Claim::Claimed(Claimed { batch_id, items }))
     }
@@ -212,9 +238,12 @@ impl Submissions for PgBackend {
         // Only images whose last submission is this batch's go back; one submitted again
         // since keeps its newer submission.
         sqlx::query(
-            "UPDATE images SET in_flight = FALSE, last_submitted_at = s.submitted_before \
+            "UPDATE submission_state st SET in_flight = FALSE, \
+             last_submitted_at = s.submitted_before, \
+             submitted_digest_hash = s.digest_hash_before \
              FROM scan_items s \
-             WHERE s.batch_id = $1 AND images.id = s.image_row_id AND images.last_item_id = s.id",
+             WHERE s.batch_id = $1 AND st.image_row_id = s.image_row_id \
+             AND st.last_item_id = s.id",
         )
         .bind(batch_id)
         .execute(&mut *tx)
@@ -286,17 +315,20 @@ impl Submissions for PgBackend {
         .await
         .context("close a submission")?;
         sqlx::query(
-            "UPDATE images SET in_flight = FALSE, \
+            "UPDATE submission_state st SET in_flight = FALSE, \
              failed_submissions = CASE o.outcome \
                  WHEN 'success' THEN 0 \
-                 WHEN 'failed' THEN images.failed_submissions + 1 \
-                 ELSE images.failed_submissions END, \
+                 WHEN 'failed' THEN st.failed_submissions + 1 \
+                 ELSE st.failed_submissions END, \
              last_submitted_at = CASE o.outcome \
                  WHEN 'lost' THEN s.submitted_before \
-                 ELSE images.last_submitted_at END \
+                 ELSE st.last_submitted_at END, \
+             submitted_digest_hash = CASE o.outcome \
+                 WHEN 'lost' THEN s.digest_hash_before \
+                 ELSE st.submitted_digest_hash END \
              FROM UNNEST($1::BIGINT[], $2::BIGINT[], $3::TEXT[]) AS o(image_row_id, item_id, outcome) \
              JOIN scan_items s ON s.id = o.item_id \
-             WHERE images.id = o.image_row_id AND images.last_item_id = o.item_id",
+             WHERE st.image_row_id = o.image_row_id AND st.last_item_id = o.item_id",
         )
         .bind(&image_ids)
         .bind(&item_ids)
@@ -430,6 +462,8 @@ struct ItemColumns {
     scan_time_before: Vec<Option<i64>>,
     submitted_before: Vec<Option<i64>>,
     image_digest: Vec<String>,
+    digest_hash: Vec<Option<i64>>,
+    digest_hash_before: Vec<Option<i64>>,
 }
 
 impl ItemColumns {
@@ -443,6 +477,9 @@ impl ItemColumns {
         self.scan_time_before.push(item.latest_scan_time);
         self.submitted_before.push(item.last_submitted_at);
         self.image_digest.push(item.identity.image_digest.clone());
+        self.digest_hash
+            .push(digest_hash(&item.identity.image_digest));
+        self.digest_hash_before.push(item.submitted_digest_hash);
     }
 }
 

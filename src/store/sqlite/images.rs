@@ -12,7 +12,10 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{Image, ImageType, Unsubmittable};
-use crate::store::{ImageCount, Inventory, KnownImage, PreparedImage, StoreError};
+use crate::store::policy_fields::{RiskDigits, count_risks, sort_counts};
+use crate::store::{
+    ImageCount, Inventory, KnownImage, PreparedImage, RiskCounts, RiskyImage, StoreError,
+};
 
 /// Rows per packed read of the inventory index.
 const INDEX_CHUNK: i64 = 20_000;
@@ -37,7 +40,7 @@ fn unpack_index(packed: &str, known: &mut HashMap<i64, KnownImage>) -> Option<()
     Some(())
 }
 
-/// Rows per upsert statement: 36 columns × 500 rows stays under SQLite's 32,766 variables.
+/// Rows per upsert statement: 37 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
 
 #[async_trait]
@@ -103,44 +106,47 @@ impl Inventory for SqliteBackend {
                  image_size, latest_update_time, latest_scan_time, vul_num, unsafe_setting_num, \
                  malicious_file_num, domain_name, shared_status, scannable, registry_id, \
                  registry_name, registry_type, latest_sync_time, scan_failed_code, \
-                 severity_level, is_multiple_arch, unsubmittable, first_seen_at, changed_at, \
-                 deleted_at) ",
+                 severity_level, is_multiple_arch, unsubmittable, digest_hash, first_seen_at, \
+                 changed_at, deleted_at) ",
             );
+            // Text is bound by reference: the page outlives the statement, and a copy of every
+            // field of every row was a fifth of a fresh sync's allocations.
             q.push_values(chunk, |mut row, p| {
                 let i = &p.image;
-                row.push_bind(target.to_owned())
-                    .push_bind(i.image_type.as_str().to_owned())
-                    .push_bind(i.namespace.clone())
-                    .push_bind(i.image_name.clone())
-                    .push_bind(i.image_version.clone())
-                    .push_bind(i.instance_id.clone())
+                row.push_bind(target)
+                    .push_bind(i.image_type.as_str())
+                    .push_bind(i.namespace.as_str())
+                    .push_bind(i.image_name.as_str())
+                    .push_bind(i.image_version.as_str())
+                    .push_bind(i.instance_id.as_str())
                     .push_bind(p.key_hash)
                     .push_bind(p.content_hash)
                     .push_bind(i.hss_record_id)
-                    .push_bind(i.instance_name.clone())
-                    .push_bind(i.instance_url.clone())
-                    .push_bind(i.hss_image_id.clone())
-                    .push_bind(i.image_digest.clone())
+                    .push_bind(i.instance_name.as_str())
+                    .push_bind(i.instance_url.as_str())
+                    .push_bind(i.hss_image_id.as_str())
+                    .push_bind(i.image_digest.as_str())
                     .push_bind(i.latest_version)
-                    .push_bind(i.scan_status.as_str().to_owned())
-                    .push_bind(i.scan_failed_desc.clone())
+                    .push_bind(i.scan_status.as_str())
+                    .push_bind(i.scan_failed_desc.as_str())
                     .push_bind(i.image_size)
                     .push_bind(i.latest_update_time)
                     .push_bind(i.latest_scan_time)
                     .push_bind(i.vul_num)
                     .push_bind(i.unsafe_setting_num)
                     .push_bind(i.malicious_file_num)
-                    .push_bind(i.domain_name.clone())
-                    .push_bind(i.shared_status.clone())
+                    .push_bind(i.domain_name.as_str())
+                    .push_bind(i.shared_status.as_str())
                     .push_bind(i.scannable)
-                    .push_bind(i.registry_id.clone())
-                    .push_bind(i.registry_name.clone())
-                    .push_bind(i.registry_type.clone())
+                    .push_bind(i.registry_id.as_str())
+                    .push_bind(i.registry_name.as_str())
+                    .push_bind(i.registry_type.as_str())
                     .push_bind(i.latest_sync_time)
-                    .push_bind(i.scan_failed_code.clone())
-                    .push_bind(i.severity_level.clone())
+                    .push_bind(i.scan_failed_code.as_str())
+                    .push_bind(i.severity_level.as_str())
                     .push_bind(i.is_multiple_arch)
                     .push_bind(i64::from(i.unsubmittable.map_or(0, Unsubmittable::code)))
+                    .push_bind(p.digest_hash)
                     .push_bind(now)
                     .push_bind(now)
                     .push_bind(None::<i64>);
@@ -163,7 +169,8 @@ impl Inventory for SqliteBackend {
                  scan_failed_code = excluded.scan_failed_code, \
                  severity_level = excluded.severity_level, \
                  is_multiple_arch = excluded.is_multiple_arch, \
-                 unsubmittable = excluded.unsubmittable, changed_at = excluded.changed_at, \
+                 unsubmittable = excluded.unsubmittable, digest_hash = excluded.digest_hash, \
+                 changed_at = excluded.changed_at, \
                  deleted_at = NULL \
                  WHERE images.content_hash <> excluded.content_hash \
                  OR images.deleted_at IS NOT NULL",
@@ -199,21 +206,97 @@ impl Inventory for SqliteBackend {
     /// Present images per target, type and scan status.
     #[tracing::instrument(skip_all, err)]
     async fn image_counts(&self) -> Result<Vec<ImageCount>, StoreError> {
-        let rows: Vec<(String, String, String, i64)> = sqlx::query_as(
-            "SELECT target, image_type, scan_status, COUNT(*) AS images FROM images \
-             WHERE deleted_at IS NULL GROUP BY target, image_type, scan_status \
-             ORDER BY target, image_type, scan_status",
+        // Type and status are the low two digits of the packed policy fields, so the narrow
+        // policy index answers; only the rare unknown types and statuses (digit 7) are named
+        // from the table.
+        let packed: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT target, packed_policy_fields % 64 AS digits, COUNT(*) \
+             FROM images INDEXED BY images_policy WHERE deleted_at IS NULL \
+             GROUP BY target, digits",
         )
         .fetch_all(&self.reader)
         .await
         .context("count images")?;
+        let mut counts: Vec<ImageCount> = Vec::with_capacity(packed.len());
+        for (target, digits, images) in packed {
+            match crate::store::policy_fields::packed_type_and_status(digits) {
+                Some((image_type, scan_status)) => counts.push(ImageCount {
+                    target,
+                    image_type,
+                    scan_status,
+                    images,
+                }),
+                None => {
+                    let named: Vec<(String, String, i64)> = sqlx::query_as(
+                        "SELECT image_type, scan_status, COUNT(*) FROM images \
+                         INDEXED BY images_policy WHERE target = ? AND deleted_at IS NULL \
+                         AND packed_policy_fields % 64 = ? GROUP BY image_type, scan_status",
+                    )
+                    .bind(&target)
+                    .bind(digits)
+                    .fetch_all(&self.reader)
+                    .await
+                    .context("count images")?;
+                    counts.extend(named.into_iter().map(|(image_type, scan_status, images)| {
+                        ImageCount {
+                            target: target.clone(),
+                            image_type,
+                            scan_status,
+                            images,
+                        }
+                    }));
+                }
+            }
+        }
+        sort_counts(&mut counts);
+        Ok(counts)
+    }
+
+    /// What each target's present images were found to have, from the `packed_risk` digits of
+    /// the policy index: a few groups per target, however many images.
+    #[tracing::instrument(skip_all, err)]
+    async fn risk_counts(&self) -> Result<Vec<RiskCounts>, StoreError> {
+        let groups: Vec<(String, i64, i64)> = sqlx::query_as(
+            "SELECT target, packed_risk, COUNT(*) FROM images INDEXED BY images_policy \
+             WHERE deleted_at IS NULL GROUP BY target, packed_risk ORDER BY target",
+        )
+        .fetch_all(&self.reader)
+        .await
+        .context("count images with findings")?;
+        Ok(count_risks(groups))
+    }
+
+    /// The riskiest present images: a pass over the table, for a command, ordered by the
+    /// severity digit of `packed_risk`, then vulnerabilities.
+    #[tracing::instrument(skip_all, err)]
+    async fn riskiest_images(&self, limit: i64) -> Result<Vec<RiskyImage>, StoreError> {
+        let rows: Vec<RiskyRow> = sqlx::query_as(
+            "SELECT target, image_type, namespace, image_name, image_version, registry_name, \
+             packed_risk, vul_num, malicious_file_num, unsafe_setting_num, latest_scan_time \
+             FROM images WHERE deleted_at IS NULL \
+             AND (packed_risk % 8 > 1 OR packed_risk >= 8 OR ifnull(vul_num, 0) > 0) \
+             ORDER BY packed_risk % 8 DESC, ifnull(vul_num, 0) DESC, \
+             ifnull(malicious_file_num, 0) DESC, ifnull(unsafe_setting_num, 0) DESC, id \
+             LIMIT ?",
+        )
+        .bind(limit)
+        .fetch_all(&self.reader)
+        .await
+        .context("read the riskiest images")?;
         Ok(rows
             .into_iter()
-            .map(|(target, image_type, scan_status, images)| ImageCount {
-                target,
-                image_type,
-                scan_status,
-                images,
+            .map(|r| RiskyImage {
+                target: r.target,
+                image_type: r.image_type,
+                namespace: r.namespace,
+                image_name: r.image_name,
+                image_version: r.image_version,
+                registry_name: r.registry_name,
+                severity: RiskDigits(r.packed_risk).severity(),
+                vul_num: r.vul_num,
+                malicious_file_num: r.malicious_file_num,
+                unsafe_setting_num: r.unsafe_setting_num,
+                latest_scan_time: r.latest_scan_time,
             })
             .collect())
     }
@@ -315,6 +398,22 @@ impl Inventory for SqliteBackend {
             });
         }
     }
+}
+
+/// A row of [`Inventory::riskiest_images`].
+#[derive(sqlx::FromRow)]
+struct RiskyRow {
+    target: String,
+    image_type: String,
+    namespace: String,
+    image_name: String,
+    image_version: String,
+    registry_name: String,
+    packed_risk: i64,
+    vul_num: Option<i64>,
+    malicious_file_num: Option<i64>,
+    unsafe_setting_num: Option<i64>,
+    latest_scan_time: Option<i64>,
 }
 
 #[derive(sqlx::FromRow)]

@@ -159,7 +159,7 @@ pub(super) async fn check_fence(
 ) -> Result<Result<(), Option<LeaseState>>, StoreError> {
     let lease = read_lease(conn).await?;
     Ok(match lease {
-        Some(l) if l.holder == fence.holder && l.term == fence.term && l.expires_at > now => Ok(()),
+        Some(l) if l.is_held_by(fence, now) => Ok(()),
         other => Err(other),
     })
 }

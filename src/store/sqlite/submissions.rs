@@ -1,6 +1,6 @@
 //! `scan_batches` and `scan_items`: the audit trail of every scan call, and the per-image
-//! bookkeeping (`images.in_flight`, `last_submitted_at`, `failed_submissions`,
-//! `last_item_id`) the policy reads.
+//! bookkeeping the policy reads (`submission_state`: `in_flight`, `last_submitted_at`,
+//! `failed_submissions`, `last_item_id`, `submitted_digest_hash`).
 //!
 //! The protocol: a batch and its items are committed `pending` before the call
 //! ([`SqliteBackend::record_pending_batch`]); the answer makes it `sent` or `failed`, or
@@ -15,13 +15,13 @@ use sqlx::{FromRow, QueryBuilder, Sqlite};
 
 use super::leases::check_fence;
 use super::{Context, SqliteBackend, push_in_list};
-use crate::domain::{BatchFailure, ImageType, ScanStatus, ScanTask};
+use crate::domain::{BatchFailure, DueReason, ImageType, ScanStatus, ScanTask};
 use crate::store::{
     Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ItemOutcome, NewBatch, OpenItem, OpenTask,
-    StoreError, Submissions,
+    StoreError, Submissions, digest_hash,
 };
 
-/// Images per multi-row statement (9 variables each, well under SQLite's limit).
+/// Images per multi-row statement (11 variables each, well under SQLite's limit).
 const ROWS_PER_STATEMENT: usize = 1000;
 
 /// Ids per check of a batch's images (one bound JSON array, so no variable limit applies).
@@ -66,10 +66,15 @@ impl Submissions for SqliteBackend {
             let ids =
                 serde_json::to_string(&chunk.iter().map(|d| d.planned.row_id).collect::<Vec<_>>())
                     .map_err(|_| StoreError::Corrupt { what: "an id list" })?;
+            // Present images from the narrow policy index, their last submission from ours.
             let packed: Option<String> = sqlx::query_scalar(
-                "SELECT json_group_array(json_array(id, last_submitted_at)) FROM images \
-                 WHERE id IN (SELECT value FROM json_each(?)) AND deleted_at IS NULL",
+                "SELECT json_group_array(json_array(i.id, s.last_submitted_at)) \
+                 FROM images i INDEXED BY images_policy \
+                 LEFT JOIN submission_state s ON s.image_row_id = i.id \
+                 WHERE i.target = ? AND i.id IN (SELECT value FROM json_each(?)) \
+                 AND i.deleted_at IS NULL",
             )
+            .bind(batch.target)
             .bind(ids)
             .fetch_one(&mut *tx)
             .await
@@ -111,7 +116,7 @@ impl Submissions for SqliteBackend {
         .fetch_one(&mut *tx)
         .await
         .context("record a pending batch")?;
-        // Three statements per chunk rather than three per image: a batch is up to 10,241.
+        // Two statements per chunk rather than two per image: a batch is up to 10,241.
         for chunk in items.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> =
                 QueryBuilder::new("UPDATE scan_items SET outcome = 'superseded', finished_at = ");
@@ -125,7 +130,8 @@ impl Submissions for SqliteBackend {
 
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
                 "INSERT INTO scan_items (batch_id, image_row_id, reason, rule, priority, \
-                 status_before, scan_time_before, submitted_before, image_digest) ",
+                 status_before, scan_time_before, submitted_before, image_digest, digest_hash, \
+                 digest_hash_before) ",
             );
             q.push_values(chunk, |mut row, item| {
                 let due = &item.planned.due;
@@ -137,30 +143,43 @@ impl Submissions for SqliteBackend {
                     .push_bind(item.scan_status.as_str().to_owned())
                     .push_bind(item.latest_scan_time)
                     .push_bind(item.last_submitted_at)
-                    .push_bind(item.identity.image_digest.clone());
+                    .push_bind(item.identity.image_digest.clone())
+                    .push_bind(digest_hash(&item.identity.image_digest))
+                    .push_bind(item.submitted_digest_hash);
             });
             q.build()
                 .execute(&mut *tx)
                 .await
                 .context("record pending items")?;
-
-            let mut q: QueryBuilder<Sqlite> =
-                QueryBuilder::new("UPDATE images SET in_flight = 1, last_submitted_at = ");
-            q.push_bind(now)
-                .push(
-                    // `outcome IS NULL` lets SQLite use the partial index on open items by
-                    // image; by batch alone it would scan the whole batch for every image.
-                    ", last_item_id = (SELECT s.id FROM scan_items s \
-                     WHERE s.image_row_id = images.id AND s.outcome IS NULL AND s.batch_id = ",
-                )
-                .push_bind(batch_id)
-                .push(") WHERE id");
-            push_in_list(&mut q, chunk.iter().map(|item| item.planned.row_id));
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .context("mark images in flight")?;
         }
+        // Every claimed image in flight, submitted now by this batch's item with its digest:
+        // one statement, reading the batch's items in order.
+        sqlx::query(
+            "INSERT INTO submission_state (image_row_id, last_submitted_at, last_item_id, \
+             in_flight, submitted_digest_hash) \
+             SELECT image_row_id, ?, id, 1, digest_hash FROM scan_items WHERE batch_id = ? \
+             ORDER BY image_row_id \
+             ON CONFLICT (image_row_id) DO UPDATE SET \
+             last_submitted_at = excluded.last_submitted_at, \
+             last_item_id = excluded.last_item_id, in_flight = 1, \
+             submitted_digest_hash = excluded.submitted_digest_hash",
+        )
+        .bind(now)
+        .bind(batch_id)
+        .execute(&mut *tx)
+        .await
+        .context("mark images in flight")?;
+        // The failures in a row so far were of the content before the change: the new
+        // content starts with a clean count.
+        sqlx::query(
+            "UPDATE submission_state SET failed_submissions = 0 WHERE image_row_id IN \
+             (SELECT image_row_id FROM scan_items WHERE batch_id = ? AND reason = ?)",
+        )
+        .bind(batch_id)
+        .bind(DueReason::Changed.as_str())
+        .execute(&mut *tx)
+        .await
+        .context("restart the failure count of changed images")?;
         tx.commit().await.context("record a pending batch")?;
         Ok(Claim::Claimed(Claimed { batch_id, items }))
     }
@@ -220,10 +239,14 @@ impl Submissions for SqliteBackend {
             .await?;
         let mut tx = self.write().await?;
         sqlx::query(
-            "UPDATE images SET in_flight = 0, last_submitted_at = \
-             (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
-             WHERE last_item_id IN (SELECT id FROM scan_items WHERE batch_id = ?)",
+            "UPDATE submission_state SET in_flight = 0, \
+             (last_submitted_at, submitted_digest_hash) = \
+             (SELECT submitted_before, digest_hash_before FROM scan_items \
+              WHERE scan_items.id = submission_state.last_item_id) \
+             WHERE image_row_id IN (SELECT image_row_id FROM scan_items WHERE batch_id = ?) \
+             AND last_item_id IN (SELECT id FROM scan_items WHERE batch_id = ?)",
         )
+        .bind(batch_id)
         .bind(batch_id)
         .execute(&mut *tx)
         .await
@@ -287,21 +310,24 @@ impl Submissions for SqliteBackend {
                 .context("close a submission")?;
             let image_update = match outcome {
                 ItemOutcome::Success => {
-                    "UPDATE images SET in_flight = 0, failed_submissions = 0 \
-                     WHERE id = ? AND last_item_id = ?"
+                    "UPDATE submission_state SET in_flight = 0, failed_submissions = 0 \
+                     WHERE image_row_id = ? AND last_item_id = ?"
                 }
                 ItemOutcome::Failed => {
-                    "UPDATE images SET in_flight = 0, \
+                    "UPDATE submission_state SET in_flight = 0, \
                      failed_submissions = failed_submissions + 1 \
-                     WHERE id = ? AND last_item_id = ?"
+                     WHERE image_row_id = ? AND last_item_id = ?"
                 }
                 ItemOutcome::Lost => {
-                    "UPDATE images SET in_flight = 0, last_submitted_at = \
-                     (SELECT submitted_before FROM scan_items WHERE scan_items.id = images.last_item_id) \
-                     WHERE id = ? AND last_item_id = ?"
+                    "UPDATE submission_state SET in_flight = 0, \
+                     (last_submitted_at, submitted_digest_hash) = \
+                     (SELECT submitted_before, digest_hash_before FROM scan_items \
+                      WHERE scan_items.id = submission_state.last_item_id) \
+                     WHERE image_row_id = ? AND last_item_id = ?"
                 }
                 ItemOutcome::Vanished => {
-                    "UPDATE images SET in_flight = 0 WHERE id = ? AND last_item_id = ?"
+                    "UPDATE submission_state SET in_flight = 0 \
+                     WHERE image_row_id = ? AND last_item_id = ?"
                 }
             };
             sqlx::query(image_update)
