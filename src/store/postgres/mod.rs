@@ -48,13 +48,16 @@ const ACQUIRE_TIMEOUT: Duration = Duration::from_secs(10);
 /// [`ACQUIRE_TIMEOUT`]). Well under the HTTP server's 5 s idle cut and a probe's timeout, so
 /// that the probe gets its "not ready" rather than a dropped connection.
 const PING_TIMEOUT: Duration = Duration::from_secs(2);
-/// Set on every connection. `lock_timeout`: a call waiting for a row lock (the lease, an
-/// image a batch is claiming) held by a process that hangs fails instead of waiting forever.
-/// `idle_in_transaction_session_timeout`: the server ends the session of a process paused
-/// (or cut off) inside a transaction, so that its locks do not outlive it; no transaction of
-/// hss-scand waits for anything but the database.
+/// Set on every connection. `idle_in_transaction_session_timeout`: the server ends the
+/// session of a process paused (SIGSTOP, a VM frozen) or cut off inside a transaction, so
+/// that its locks — the lease row above all — are gone within seconds, well inside the
+/// default 20 s lease TTL, and another replica can take over. No transaction of hss-scand
+/// waits between its statements for anything but the database (or, in `db copy`, a chunk of
+/// the SQLite file), so a few seconds never cut a healthy one. `lock_timeout`: a call waiting
+/// for a row lock held by a process that hangs outside a transaction's idle time fails
+/// rather than waiting forever.
 const SESSION_SETTINGS: &str =
-    "SET lock_timeout = '30s'; SET idle_in_transaction_session_timeout = '60s'";
+    "SET lock_timeout = '10s'; SET idle_in_transaction_session_timeout = '5s'";
 
 /// A PostgreSQL database, opened and migrated.
 #[derive(Debug)]
