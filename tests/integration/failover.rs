@@ -276,7 +276,7 @@ async fn paused_past_lease(db: Db) {
     a.signal(libc::SIGCONT);
     // Awake, it finds its lease expired (by its own clock, or lost in the database, by
     // whichever it looks at first) and steps down.
-    a.wait_log(STANDS_BY, 0).await;
+    a.wait_log("; it stands by", 0).await;
 
     wait_submitted(&r, due).await;
     // A little longer: anything the old leader still had to send would arrive now.
