@@ -115,6 +115,10 @@ pub enum Command {
     #[command(subcommand)]
     Config(ConfigCommand),
 
+    /// Work with the database.
+    #[command(subcommand)]
+    Db(DbCommand),
+
     /// Connect third-party registries (Harbor, JFrog) to HSS.
     ///
     /// Add one, get the command that uploads the HSS scanner image to one, or add the
@@ -141,6 +145,36 @@ pub enum ConfigCommand {
     /// combined), with secrets redacted and where the credentials come from. Exits 78 with a
     /// one-line message naming the file and key if anything is wrong. Contacts nothing.
     Check,
+}
+
+/// The environment variable `db copy` reads its target from when `--to` is not given (the
+/// environment of a process is private to its user; its arguments are not).
+pub const DB_COPY_TO_ENV: &str = "HSS_SCAND_DB_COPY_TO";
+
+/// `hss-scand db …`
+#[derive(Debug, Subcommand)]
+pub enum DbCommand {
+    /// Copy the configured SQLite database into an empty PostgreSQL database.
+    ///
+    /// Copies everything hss-scand knows — the inventory (deleted images too), the sync and
+    /// job runs, every batch and image submitted (those still in flight too, so that nothing
+    /// is submitted twice after the move) and what each target's HSS project said — keeping
+    /// every id, in one transaction: the target is filled whole or not at all. The leader
+    /// lease is not copied. The target is migrated first and must have no rows; the copy
+    /// refuses, naming the table, if it has. Prints the rows copied per table. Stop the
+    /// daemon first: what it writes after the copy starts is not copied. Then point
+    /// database.url at the PostgreSQL database.
+    #[command(
+        after_help = "Example:\n  HSS_SCAND_DB_COPY_TO='postgres://hss-scand:…@db.example.com:5432/hss_scand?sslmode=require' \\\n    hss-scand db copy"
+    )]
+    Copy {
+        /// The PostgreSQL database to fill: postgres://USER[:PASSWORD]@HOST[:PORT]/DATABASE,
+        /// with libpq's parameters such as sslmode=require. Without this flag it is taken
+        /// from HSS_SCAND_DB_COPY_TO; the password may also come from PGPASSWORD or
+        /// ~/.pgpass. It is never printed.
+        #[arg(long, value_name = "URL", env = DB_COPY_TO_ENV, hide_env_values = true)]
+        to: String,
+    },
 }
 
 /// The environment variable `registry add` and `registry upload-command` read the registry
@@ -279,6 +313,15 @@ mod tests {
             assert_eq!(cli.config, PathBuf::from("/x.toml"));
             assert!(matches!(cli.command, Command::Config(ConfigCommand::Check)));
         }
+    }
+
+    #[test]
+    fn db_copy_takes_its_target_from_the_flag() {
+        let cli =
+            Cli::try_parse_from(["hss-scand", "db", "copy", "--to", "postgres://db/x"]).unwrap();
+        assert!(
+            matches!(cli.command, Command::Db(DbCommand::Copy { ref to }) if to == "postgres://db/x")
+        );
     }
 
     #[test]

@@ -5,8 +5,12 @@
 #[path = "../../tests/support/config.rs"]
 #[allow(dead_code)]
 mod config;
+#[path = "../../tests/support/postgres.rs"]
+#[allow(dead_code)]
+mod postgres;
 
 pub use config::ConfigText;
+use postgres::TestDatabase;
 
 use std::io::{BufRead, BufReader, Read};
 use std::path::Path;
@@ -110,6 +114,50 @@ pub fn run(config: &Path, args: &[&str]) -> Measured {
         read_calls,
         stdout: kept,
         tail: String::from_utf8_lossy(&tail).into_owned(),
+    }
+}
+
+/// Names a PostgreSQL server (whose role may create databases) to run every benchmark on a
+/// fresh database there too, beside SQLite.
+// `once` runs on SQLite only (it measures the process, not the database), hence the allows.
+#[allow(dead_code)]
+pub const POSTGRES_VAR: &str = "HSS_SCAND_BENCH_POSTGRES_URL";
+
+/// The database one run of a benchmark uses: an SQLite file in the run's directory, or a
+/// fresh PostgreSQL database, dropped with the value.
+#[allow(dead_code)]
+pub enum BenchDb {
+    Sqlite,
+    Postgres(TestDatabase),
+}
+
+#[allow(dead_code)]
+impl BenchDb {
+    /// SQLite, and a fresh PostgreSQL database when [`POSTGRES_VAR`] is set.
+    pub fn all() -> Vec<BenchDb> {
+        let mut all = vec![BenchDb::Sqlite];
+        if let Some(admin) = std::env::var(POSTGRES_VAR).ok().filter(|v| !v.is_empty()) {
+            let runtime = tokio::runtime::Runtime::new().expect("runtime");
+            all.push(BenchDb::Postgres(
+                runtime.block_on(TestDatabase::create_on(&admin)),
+            ));
+        }
+        all
+    }
+
+    pub fn label(&self) -> &'static str {
+        match self {
+            BenchDb::Sqlite => "sqlite",
+            BenchDb::Postgres(_) => "postgres",
+        }
+    }
+
+    /// `config` on this database.
+    pub fn configure(&self, config: ConfigText) -> ConfigText {
+        match self {
+            BenchDb::Sqlite => config,
+            BenchDb::Postgres(db) => config.set("database.url", &db.toml()),
+        }
     }
 }
 

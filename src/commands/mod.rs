@@ -2,6 +2,7 @@
 //! command; this file only dispatches, so `main` stays a list of steps.
 
 mod config_check;
+mod db;
 pub mod demo;
 mod once;
 mod output;
@@ -16,7 +17,7 @@ mod sync;
 
 use std::path::Path;
 
-use crate::cli::{Command, ConfigCommand, exit_code};
+use crate::cli::{Command, ConfigCommand, DbCommand, exit_code};
 use crate::config::Settings;
 use crate::hss::transport::credentials::CredentialError;
 use crate::leader::LeaseError;
@@ -35,6 +36,7 @@ pub async fn run(command: Command, config_path: &Path, settings: Settings) -> an
         Command::Once => once::run(startup).await,
         Command::Status { output, risky } => status::run(&startup, output, risky).await,
         Command::Config(ConfigCommand::Check) => config_check::run(config_path, startup.settings()),
+        Command::Db(DbCommand::Copy { to }) => db::copy(&startup, &to).await,
         Command::Registry(command) => registry::run(command, &startup).await,
     }
 }

@@ -66,21 +66,23 @@ pub(super) fn settings(settings: &Settings) -> Checked {
 }
 
 fn database_url(url: &str) -> Checked {
-    // Only SQLite is supported; say so here rather than at the first query. The URL is not
+    // Say which databases there are here rather than at the first query. The URL is not
     // quoted back: a URL may carry a password.
+    const EXAMPLES: &str = "write e.g. sqlite:///var/lib/hss-scand/hss-scand.db or \
+                            postgres://hss-scand@db.example.com:5432/hss_scand";
     if url.trim().is_empty() {
-        return Err(invalid(
-            "database.url",
-            "empty; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db",
-        ));
+        return Err(invalid("database.url", format!("empty; {EXAMPLES}")));
     }
-    if !url.to_ascii_lowercase().starts_with("sqlite:") {
-        return Err(invalid(
+    let scheme = url
+        .split_once(':')
+        .map(|(scheme, _)| scheme.to_ascii_lowercase());
+    match scheme.as_deref() {
+        Some("sqlite" | "postgres" | "postgresql") => Ok(()),
+        _ => Err(invalid(
             "database.url",
-            "only SQLite is supported; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db",
-        ));
+            format!("only SQLite (sqlite:) and PostgreSQL (postgres:) are supported; {EXAMPLES}"),
+        )),
     }
-    Ok(())
 }
 
 /// The leader must be able to miss a renewal and still hold its lease.
@@ -731,9 +733,23 @@ image_types = ["instance_image"]
 
     #[test]
     fn urls_must_be_what_they_are_used_for() {
+        assert_rejected(
+            "database.url",
+            "only SQLite (sqlite:) and PostgreSQL",
+            |s| s.database.url = "mysql://db/x".into(),
+        );
         assert_rejected("database.url", "only SQLite", |s| {
-            s.database.url = "postgres://db/x".into()
+            s.database.url = "hss-scand.db".into()
         });
+        for url in [
+            "postgres://hss@db/x",
+            "postgresql://hss:pw@db:5432/x?sslmode=require",
+            "POSTGRES://db/x",
+        ] {
+            let mut s = valid();
+            s.database.url = url.into();
+            assert_eq!(settings(&s), Ok(()), "{url}");
+        }
         assert_rejected("database.url", "empty", |s| s.database.url.clear());
         assert_rejected("hss.endpoint", "http:// or https://", |s| {
             s.hss.endpoint = Some("ftp://hss.example.com".parse().unwrap())

@@ -4,14 +4,21 @@
 //! named in the operator's words. It delegates to a [`Backend`], one per database, chosen by
 //! the scheme of `database.url` in [`open`] (as atuin's server picks its `Database` and garage
 //! wraps its engines in `Db(Arc<dyn IDb>)`). A backend's tricks stay inside its folder
-//! ([`sqlite`] packs reads, tunes its page cache and tells dead processes by `/proc`); the row
-//! types every backend shares are in [`model`]. One conformance suite, written against the
-//! facade, runs against every backend.
+//! ([`sqlite`] packs reads, tunes its page cache and tells dead processes by `/proc`;
+//! [`postgres`] reads columns as arrays, writes with `UNNEST` and fences with row locks); the
+//! row types every backend shares are in [`model`], the decoding of the policy's packed fields
+//! in [`policy_fields`], and who owns a run in [`owner`]. One conformance suite, written
+//! against the facade, runs against every backend. [`copy`] moves an SQLite database into
+//! PostgreSQL (`hss-scand db copy`).
 //!
 //! Every time the store records (a run's start, a batch's submission) comes from the
 //! [`Clock`] the store was opened with, the same one the pipeline decides by.
 
+pub mod copy;
 mod model;
+mod owner;
+mod policy_fields;
+mod postgres;
 mod sqlite;
 
 #[cfg(test)]
@@ -39,7 +46,7 @@ pub use model::{
 #[derive(Debug, thiserror::Error)]
 pub enum StoreError {
     #[error(
-        "database.url: {scheme:?} is not a database hss-scand can use; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db"
+        "database.url: {scheme:?} is not a database hss-scand can use; write e.g. sqlite:///var/lib/hss-scand/hss-scand.db or postgres://hss-scand@db.example.com/hss_scand"
     )]
     Scheme { scheme: String },
     #[error("cannot open the database {url}: {source}")]
@@ -56,6 +63,8 @@ pub enum StoreError {
     },
     #[error("database: {what} is not in the expected form")]
     Corrupt { what: &'static str },
+    #[error("database: {what}: no answer within {seconds} s")]
+    Timeout { what: &'static str, seconds: u64 },
     #[error("database: {what}: {source}")]
     Query {
         what: &'static str,
@@ -64,14 +73,37 @@ pub enum StoreError {
     },
 }
 
+/// Adds what was being done to a sqlx error.
+trait Context<T> {
+    fn context(self, what: &'static str) -> Result<T, StoreError>;
+}
+
+impl<T> Context<T> for Result<T, sqlx::Error> {
+    fn context(self, what: &'static str) -> Result<T, StoreError> {
+        self.map_err(|source| StoreError::Query { what, source })
+    }
+}
+
+/// The scheme of a database URL, lower-cased (`sqlite`, `postgres`, …).
+fn scheme(url: &str) -> String {
+    url.split_once(':')
+        .map_or(url, |(scheme, _)| scheme)
+        .to_ascii_lowercase()
+}
+
 /// Opens (creating it if needed) and migrates the database `url` names, by its scheme.
 pub async fn open(url: &str, clock: Clock) -> Result<Store, StoreError> {
-    let scheme = url.split_once(':').map_or(url, |(scheme, _)| scheme);
-    let backend: Arc<dyn Backend> = match scheme.to_ascii_lowercase().as_str() {
+    let backend: Arc<dyn Backend> = match scheme(url).as_str() {
         "sqlite" => Arc::new(sqlite::SqliteBackend::open(url, clock.now_ms()).await?),
+        "postgres" | "postgresql" => {
+            Arc::new(postgres::PgBackend::open(url, clock.now_ms()).await?)
+        }
         _ => {
             return Err(StoreError::Scheme {
-                scheme: scheme.to_owned(),
+                scheme: url
+                    .split_once(':')
+                    .map_or(url, |(scheme, _)| scheme)
+                    .to_owned(),
             });
         }
     };

@@ -14,6 +14,7 @@ mod failover;
 mod hardening;
 mod incremental;
 mod operators;
+mod postgres;
 mod registry;
 mod scan;
 mod signing_vectors;

@@ -13,6 +13,7 @@ pub fn fixture(name: &str) -> PathBuf {
 pub mod cli;
 pub mod client;
 pub mod config;
+pub mod postgres;
 pub mod process;
 pub mod rig;
 pub mod sim;

@@ -13,7 +13,8 @@ use async_trait::async_trait;
 use tokio_util::task::AbortOnDropHandle;
 
 use super::{Context, SqliteBackend};
-use crate::domain::{Candidate, ImageIdentity, ImageType, Planned, ScanStatus, Unsubmittable};
+use crate::domain::{Candidate, ImageIdentity, Planned, ScanStatus};
+use crate::store::policy_fields::{ImageState, IndexedImage, PackedPolicyFields};
 use crate::store::{Candidates, DueImage, StoreError};
 
 /// Row ids per packed read of candidates.
@@ -286,30 +287,23 @@ impl States {
 
 impl CandidateRow {
     fn into_candidate(self, state: StateRow) -> Candidate {
-        let CandidateRow(id, bits, latest_scan_time, updated_after_scan, digest_hash) = self;
-        let StateRow(_, last_submitted_at, failed_submissions, in_flight, submitted_digest) = state;
-        Candidate {
-            row_id: id,
-            image_type: bits.image_type(),
-            namespace: String::new(),
-            image_name: String::new(),
-            image_version: String::new(),
-            unsubmittable: bits.unsubmittable(),
-            scan_status: bits.scan_status(),
-            latest_scan_time,
-            updated_after_scan,
-            // Unknown on either side is not a change: a digest HSS did not list, or an image
-            // submitted before digests were kept.
-            digest_changed: matches!(
-                (digest_hash, submitted_digest),
-                (Some(now), Some(submitted)) if now != submitted
-            ),
-            scannable: bits.scannable(),
-            latest_version: bits.latest_version(),
-            last_submitted_at,
-            in_flight: in_flight != 0,
-            failed_submissions: u32::try_from(failed_submissions).unwrap_or(u32::MAX),
-        }
+        let CandidateRow(row_id, bits, latest_scan_time, updated_after_scan, digest_hash) = self;
+        let StateRow(_, last_submitted_at, failed_submissions, in_flight, submitted_digest_hash) =
+            state;
+        bits.candidate(
+            IndexedImage {
+                row_id,
+                latest_scan_time,
+                updated_after_scan,
+                digest_hash,
+            },
+            ImageState {
+                last_submitted_at,
+                failed_submissions,
+                in_flight: in_flight != 0,
+                submitted_digest_hash,
+            },
+        )
     }
 }
 
@@ -322,76 +316,6 @@ impl NamedCandidateRow<'_> {
             image_version: version.into_owned(),
             ..CandidateRow(id, bits, scan, updated, digest).into_candidate(state)
         }
-    }
-}
-
-/// `images.packed_policy_fields`: the policy's fields of an image (type, status, four flags
-/// and the adapter's verdict) packed into one integer as mixed-radix digits, as migration
-/// 0005 defines them: `type + 8·status + 64·scannable + 192·latest_version + 1152·unsubmittable`
-/// (the 576 digit, once `in_flight`, is 0 since migration 0009 moved that to
-/// `submission_state`). One small number per image is what lets a plan over a million images
-/// read a narrow covering index instead of the table.
-#[derive(serde::Deserialize, Debug, Clone, Copy, PartialEq, Eq)]
-struct PackedPolicyFields(u32);
-
-/// Image types by their digit; 7 is any other. The digits 3 and 4 are the third-party
-/// registries' types (`harbor`, `jfrog`), which only HSS's current list API returns.
-const TYPE_DIGITS: [&str; 5] = [
-    "private_image",
-    "shared_image",
-    "instance_image",
-    "harbor",
-    "jfrog",
-];
-
-/// Scan statuses by their digit; 7 is any other.
-const STATUS_DIGITS: [ScanStatus; 7] = [
-    ScanStatus::Unscan,
-    ScanStatus::Scanning,
-    ScanStatus::WaitingForScan,
-    ScanStatus::Success,
-    ScanStatus::Failed,
-    ScanStatus::DownloadFailed,
-    ScanStatus::ImageOversized,
-];
-
-/// The image type and scan status that the low two digits of packed policy fields
-/// (`packed_policy_fields % 64`) stand for; `None` for digit 7 (any other, not named here).
-pub(super) fn packed_type_and_status(digits: i64) -> Option<(String, String)> {
-    let image_type = TYPE_DIGITS.get(usize::try_from(digits % 8).ok()?)?;
-    let status = STATUS_DIGITS.get(usize::try_from(digits / 8 % 8).ok()?)?;
-    Some(((*image_type).to_owned(), status.as_str().to_owned()))
-}
-
-impl PackedPolicyFields {
-    fn image_type(self) -> ImageType {
-        // The policy only needs to know an unknown type is none of ours; its name is not kept.
-        TYPE_DIGITS
-            .get((self.0 % 8) as usize)
-            .map_or_else(|| ImageType::Other(String::new()), |t| ImageType::from(*t))
-    }
-    fn scan_status(self) -> ScanStatus {
-        STATUS_DIGITS
-            .get((self.0 / 8 % 8) as usize)
-            .cloned()
-            .unwrap_or_else(|| ScanStatus::Other(String::new()))
-    }
-    fn tristate(digit: u32) -> Option<bool> {
-        match digit {
-            0 => Some(false),
-            1 => Some(true),
-            _ => None,
-        }
-    }
-    fn scannable(self) -> Option<bool> {
-        Self::tristate(self.0 / 64 % 3)
-    }
-    fn latest_version(self) -> Option<bool> {
-        Self::tristate(self.0 / 192 % 3)
-    }
-    fn unsubmittable(self) -> Option<Unsubmittable> {
-        u8::try_from(self.0 / 1152)
-            .map_or(Some(Unsubmittable::FieldTooLong), Unsubmittable::from_code)
     }
 }
 
@@ -422,6 +346,8 @@ struct DueRow(
 mod tests {
     use super::*;
     use crate::domain::Image;
+    use crate::domain::{ImageType, Unsubmittable};
+    use crate::store::policy_fields::{STATUS_DIGITS, TYPE_DIGITS};
     use crate::store::{Backend, Inventory, PreparedImage, digest_hash};
 
     /// A database made before migration 0011 gets, from the migration's SQL, the digest

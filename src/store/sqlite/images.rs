@@ -11,7 +11,8 @@ use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
-use crate::domain::{Image, ImageType, Severity, Unsubmittable};
+use crate::domain::{Image, ImageType, Unsubmittable};
+use crate::store::policy_fields::{RiskDigits, count_risks, sort_counts};
 use crate::store::{
     ImageCount, Inventory, KnownImage, PreparedImage, RiskCounts, RiskyImage, StoreError,
 };
@@ -218,7 +219,7 @@ impl Inventory for SqliteBackend {
         .context("count images")?;
         let mut counts: Vec<ImageCount> = Vec::with_capacity(packed.len());
         for (target, digits, images) in packed {
-            match super::candidates::packed_type_and_status(digits) {
+            match crate::store::policy_fields::packed_type_and_status(digits) {
                 Some((image_type, scan_status)) => counts.push(ImageCount {
                     target,
                     image_type,
@@ -247,13 +248,7 @@ impl Inventory for SqliteBackend {
                 }
             }
         }
-        counts.sort_by(|a, b| {
-            (&a.target, &a.image_type, &a.scan_status).cmp(&(
-                &b.target,
-                &b.image_type,
-                &b.scan_status,
-            ))
-        });
+        sort_counts(&mut counts);
         Ok(counts)
     }
 
@@ -268,30 +263,7 @@ impl Inventory for SqliteBackend {
         .fetch_all(&self.reader)
         .await
         .context("count images with findings")?;
-        let mut counts: Vec<RiskCounts> = Vec::new();
-        for (target, packed, images) in groups {
-            let images = u64::try_from(images).unwrap_or(0);
-            let risk = RiskDigits(packed);
-            if counts.last().is_none_or(|c| c.target != target) {
-                counts.push(RiskCounts {
-                    target,
-                    ..RiskCounts::default()
-                });
-            }
-            let Some(count) = counts.last_mut() else {
-                continue;
-            };
-            if let Some(severity) = risk.severity() {
-                *count.by_severity.entry(severity).or_default() += images;
-            }
-            if risk.malicious_files() {
-                count.with_malicious_files += images;
-            }
-            if risk.unsafe_settings() {
-                count.with_unsafe_settings += images;
-            }
-        }
-        Ok(counts)
+        Ok(count_risks(groups))
     }
 
     /// The riskiest present images: a pass over the table, for a command, ordered by the
@@ -425,30 +397,6 @@ impl Inventory for SqliteBackend {
                 }
             });
         }
-    }
-}
-
-/// `images.packed_risk`, as migration 0011 defines it: the severity digit (0 none or unknown,
-/// 1 `Security`, 2 `Low`, 3 `Medium`, 4 `High`) + 8 for malicious files + 16 for unsafe
-/// settings.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct RiskDigits(i64);
-
-impl RiskDigits {
-    fn severity(self) -> Option<Severity> {
-        match self.0 % 8 {
-            1 => Some(Severity::Security),
-            2 => Some(Severity::Low),
-            3 => Some(Severity::Medium),
-            4 => Some(Severity::High),
-            _ => None,
-        }
-    }
-    fn malicious_files(self) -> bool {
-        self.0 / 8 % 2 == 1
-    }
-    fn unsafe_settings(self) -> bool {
-        self.0 / 16 % 2 == 1
     }
 }
 

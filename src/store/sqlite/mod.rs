@@ -9,13 +9,13 @@
 //! Its tricks, private to it: reads packed many rows to a query ([`candidates`],
 //! [`images`]), a covering index of the policy's fields packed into one integer, a larger
 //! page cache while a sync writes, and runs owned by `pid:start-time` so that a run left
-//! `running` by a dead process is told apart from one in progress ([`owner`]).
+//! `running` by a dead process is told apart from one in progress ([`super::owner`]).
 
 mod candidates;
+mod export;
 mod images;
 mod leases;
 mod listings;
-mod owner;
 mod runs;
 mod submissions;
 
@@ -28,8 +28,8 @@ use sqlx::sqlite::{
 };
 use sqlx::{Sqlite, SqlitePool, Transaction};
 
-use self::owner::ProcessOwner;
-use super::{Backend, StoreError};
+use super::owner::ProcessOwner;
+use super::{Backend, Context, StoreError};
 use crate::config::redact::url_text;
 
 /// How long a connection waits for a lock held by another process (a CLI command beside the
@@ -43,17 +43,6 @@ const WRITER_CACHE_KIB: i64 = 4 * 1024;
 const BULK_WRITER_CACHE_KIB: i64 = 16 * 1024;
 const READER_CACHE_KIB: i64 = 2 * 1024;
 const READERS: u32 = 4;
-
-/// Adds what was being done to a sqlx error.
-trait Context<T> {
-    fn context(self, what: &'static str) -> Result<T, StoreError>;
-}
-
-impl<T> Context<T> for Result<T, sqlx::Error> {
-    fn context(self, what: &'static str) -> Result<T, StoreError> {
-        self.map_err(|source| StoreError::Query { what, source })
-    }
-}
 
 /// An SQLite database, opened and migrated.
 #[derive(Debug)]

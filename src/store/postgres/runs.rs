@@ -1,0 +1,333 @@
+//! `sync_runs` and `job_runs`: one row per sync of a target and image type, and one per run
+//! of a daemon job (skipped ticks included), and `target_facts`. As on SQLite: rows are
+//! written `running` first and closed at the end, so a run whose process died is visible, and
+//! closed when hss-scand next opens the database on the machine that ran it.
+
+use async_trait::async_trait;
+use sqlx::FromRow;
+
+use super::{Context, PgBackend};
+use crate::domain::{ImageType, Job, JobOutcome};
+use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts};
+
+#[async_trait]
+impl RunLog for PgBackend {
+    #[tracing::instrument(skip_all, err)]
+    async fn start_sync_run(
+        &self,
+        target: &str,
+        image_type: &ImageType,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO sync_runs (target, image_type, owner, started_at) \
+             VALUES ($1, $2, $3, $4) RETURNING id",
+        )
+        .bind(target)
+        .bind(image_type.as_str())
+        .bind(self.owner.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .context("record the start of a sync")
+    }
+
+    #[tracing::instrument(skip_all, err, fields(run = id))]
+    async fn finish_sync_run(
+        &self,
+        id: i64,
+        outcome: SyncOutcome,
+        counts: &SyncRunCounts,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE sync_runs SET finished_at = $1, outcome = $2, pages = $3, total_num = $4, \
+             seen = $5, new = $6, changed = $7, restored = $8, deleted = $9, held = $10, \
+             unreadable_fields = $11, error = $12 WHERE id = $13",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(counts.pages)
+        .bind(counts.total_num)
+        .bind(counts.seen)
+        .bind(counts.new)
+        .bind(counts.changed)
+        .bind(counts.restored)
+        .bind(counts.deleted)
+        .bind(counts.held)
+        .bind(counts.unreadable_fields)
+        .bind(error)
+        .bind(id);
+        query
+            .execute(&self.pool)
+            .await
+            .context("record the end of a sync")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
+        let rows: Vec<SyncRunRow> = sqlx::query_as(
+            "SELECT id, target, image_type, started_at, finished_at, outcome, pages, total_num, \
+             seen, new, changed, restored, deleted, held, unreadable_fields, error \
+             FROM sync_runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("read the latest sync runs")?;
+        Ok(rows.into_iter().map(SyncRun::from).collect())
+    }
+
+    async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar(
+            "SELECT MAX(finished_at) FROM sync_runs WHERE target = $1 AND outcome = 'complete'",
+        )
+        .bind(target)
+        .fetch_one(&self.pool)
+        .await
+        .context("read the last complete sync")
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn start_job_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<i64, StoreError> {
+        sqlx::query_scalar(
+            "INSERT INTO job_runs (job, run_id, trigger, owner, started_at) \
+             VALUES ($1, $2, $3, $4, $5) RETURNING id",
+        )
+        .bind(job.as_str())
+        .bind(run_id)
+        .bind(trigger)
+        .bind(self.owner.as_str())
+        .bind(now)
+        .fetch_one(&self.pool)
+        .await
+        .context("record the start of a job run")
+    }
+
+    #[tracing::instrument(skip_all, err, fields(run = id))]
+    async fn finish_job_run(
+        &self,
+        id: i64,
+        outcome: JobOutcome,
+        summary: &str,
+        error: Option<&str>,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "UPDATE job_runs SET finished_at = $1, outcome = $2, summary = $3, error = $4 WHERE id = $5",
+        )
+        .bind(now)
+        .bind(outcome.as_str())
+        .bind(summary)
+        .bind(error)
+        .bind(id);
+        query
+            .execute(&self.pool)
+            .await
+            .context("record the end of a job run")?;
+        Ok(())
+    }
+
+    #[tracing::instrument(skip_all, err)]
+    async fn record_skipped_run(
+        &self,
+        job: Job,
+        run_id: &str,
+        trigger: &str,
+        now: i64,
+    ) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO job_runs (job, run_id, trigger, owner, started_at, finished_at, \
+             outcome, summary) VALUES ($1, $2, $3, $4, $5, $6, $7, \
+             'the previous run was still going')",
+        )
+        .bind(job.as_str())
+        .bind(run_id)
+        .bind(trigger)
+        .bind(self.owner.as_str())
+        .bind(now)
+        .bind(now)
+        .bind(JobOutcome::Skipped.as_str());
+        query
+            .execute(&self.pool)
+            .await
+            .context("record a skipped job run")?;
+        Ok(())
+    }
+
+    async fn last_job_success(&self, job: Job) -> Result<Option<i64>, StoreError> {
+        sqlx::query_scalar("SELECT MAX(finished_at) FROM job_runs WHERE job = $1 AND outcome = $2")
+            .bind(job.as_str())
+            .bind(JobOutcome::Success.as_str())
+            .fetch_one(&self.pool)
+            .await
+            .context("read the last successful job run")
+    }
+
+    async fn recent_job_runs(&self, limit: i64) -> Result<Vec<JobRun>, StoreError> {
+        let rows: Vec<JobRunRow> = sqlx::query_as(
+            "SELECT id, job, run_id, trigger, started_at, finished_at, outcome, summary, error \
+             FROM job_runs ORDER BY id DESC LIMIT $1",
+        )
+        .bind(limit)
+        .fetch_all(&self.pool)
+        .await
+        .context("read the latest job runs")?;
+        Ok(rows.into_iter().map(JobRun::from).collect())
+    }
+
+    async fn record_target_facts(&self, facts: &TargetFacts) -> Result<(), StoreError> {
+        let query = sqlx::query(
+            "INSERT INTO target_facts (target, api, fell_back_at, native_policy, billing, \
+             checked_at) VALUES ($1, $2, $3, $4, $5, $6) ON CONFLICT (target) DO UPDATE SET \
+             api = excluded.api, fell_back_at = excluded.fell_back_at, \
+             native_policy = excluded.native_policy, billing = excluded.billing, \
+             checked_at = excluded.checked_at",
+        )
+        .bind(&facts.target)
+        .bind(&facts.api)
+        .bind(facts.fell_back_at)
+        .bind(to_json(&facts.native_scan_policy)?)
+        .bind(to_json(&facts.pay_per_scan)?)
+        .bind(facts.checked_at);
+        query
+            .execute(&self.pool)
+            .await
+            .context("record what a target's HSS project said")?;
+        Ok(())
+    }
+
+    async fn target_facts(&self) -> Result<Vec<TargetFacts>, StoreError> {
+        type Row = (
+            String,
+            String,
+            Option<i64>,
+            Option<String>,
+            Option<String>,
+            i64,
+        );
+        let rows: Vec<Row> = sqlx::query_as(
+            "SELECT target, api, fell_back_at, native_policy, billing, checked_at \
+             FROM target_facts ORDER BY target COLLATE \"C\"",
+        )
+        .fetch_all(&self.pool)
+        .await
+        .context("read what the targets' HSS projects said")?;
+        let corrupt = |_| StoreError::Corrupt {
+            what: "what a target's HSS project said",
+        };
+        rows.into_iter()
+            .map(|(target, api, fell_back_at, policy, billing, checked_at)| {
+                Ok(TargetFacts {
+                    target,
+                    api,
+                    fell_back_at,
+                    native_scan_policy: policy
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(corrupt)?,
+                    pay_per_scan: billing
+                        .map(|text| serde_json::from_str(&text))
+                        .transpose()
+                        .map_err(corrupt)?,
+                    checked_at,
+                })
+            })
+            .collect()
+    }
+}
+
+/// A value stored as JSON text, `NULL` for none.
+fn to_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>, StoreError> {
+    value
+        .as_ref()
+        .map(serde_json::to_string)
+        .transpose()
+        .map_err(|_| StoreError::Corrupt {
+            what: "a value to store as JSON",
+        })
+}
+
+/// A row of `sync_runs` as PostgreSQL returns it.
+#[derive(FromRow)]
+struct SyncRunRow {
+    id: i64,
+    target: String,
+    image_type: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: String,
+    pages: i64,
+    total_num: Option<i64>,
+    seen: i64,
+    new: i64,
+    changed: i64,
+    restored: i64,
+    deleted: i64,
+    held: i64,
+    unreadable_fields: i64,
+    error: Option<String>,
+}
+
+impl From<SyncRunRow> for SyncRun {
+    fn from(r: SyncRunRow) -> SyncRun {
+        SyncRun {
+            id: r.id,
+            target: r.target,
+            image_type: r.image_type,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            counts: SyncRunCounts {
+                pages: r.pages,
+                total_num: r.total_num,
+                seen: r.seen,
+                new: r.new,
+                changed: r.changed,
+                restored: r.restored,
+                deleted: r.deleted,
+                held: r.held,
+                unreadable_fields: r.unreadable_fields,
+            },
+            error: r.error,
+        }
+    }
+}
+
+/// A row of `job_runs` as PostgreSQL returns it.
+#[derive(FromRow)]
+struct JobRunRow {
+    id: i64,
+    job: String,
+    run_id: String,
+    trigger: String,
+    started_at: i64,
+    finished_at: Option<i64>,
+    outcome: String,
+    summary: Option<String>,
+    error: Option<String>,
+}
+
+impl From<JobRunRow> for JobRun {
+    fn from(r: JobRunRow) -> JobRun {
+        JobRun {
+            id: r.id,
+            job: r.job,
+            run_id: r.run_id,
+            trigger: r.trigger,
+            started_at: r.started_at,
+            finished_at: r.finished_at,
+            outcome: r.outcome,
+            summary: r.summary,
+            error: r.error,
+        }
+    }
+}
