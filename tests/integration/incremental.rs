@@ -16,6 +16,7 @@ use hss_scand::sim::{Churn, FaultKind, ScriptedFault, SimConfig};
 use hss_scand::store::{ListingKind, SyncOutcome};
 
 use crate::support::config::ConfigText;
+use crate::support::postgres::{TEST_URL_VAR, TestDatabase};
 use crate::support::rig::{TestApp, spawn_app};
 use crate::support::sim::test_config;
 
@@ -85,7 +86,22 @@ async fn present(r: &TestApp) -> usize {
 
 #[tokio::test]
 async fn incremental_syncs_read_a_fraction_of_the_pages_and_pick_up_every_change() {
-    let r = app(sim(20_000), "auto", |c| c).await;
+    a_fraction_of_the_pages(|c| c).await;
+}
+
+/// The same on PostgreSQL, whose backend keeps the listing history and answers the narrow
+/// reads of an incremental sync with queries of its own.
+#[tokio::test]
+#[ignore = "needs PostgreSQL: .ci/run starts one and sets HSS_SCAND_TEST_POSTGRES_URL"]
+async fn on_postgres_incremental_syncs_read_a_fraction_of_the_pages_and_pick_up_every_change() {
+    let db = TestDatabase::create(TEST_URL_VAR).await;
+    a_fraction_of_the_pages(|c| c.set("database.url", &db.toml())).await;
+}
+
+/// A full listing, an incremental one after a churn, and a full one after a restart, on the
+/// database `on_database` configures.
+async fn a_fraction_of_the_pages(on_database: impl FnOnce(ConfigText) -> ConfigText) {
+    let r = app(sim(20_000), "auto", on_database).await;
     let before = pages(&r);
     let first = r.sync().await;
     assert_eq!(listed(&first), ListingKind::Full);

@@ -19,6 +19,7 @@ mod candidates;
 mod images;
 mod import;
 mod leases;
+mod listings;
 mod owner;
 mod runs;
 mod submissions;
@@ -208,7 +209,7 @@ fn pool_options(acquire_timeout: Duration) -> PgPoolOptions {
 
 // The rest of the facade's contract is carried out by this folder's files: `Inventory` in
 // `images`, `Candidates` in `candidates`, `Submissions` in `submissions`, `RunLog` in `runs`,
-// `Leases` in `leases`.
+// `Leases` in `leases`, `Listings` in `listings`.
 #[async_trait]
 impl Backend for PgBackend {
     async fn ping(&self) -> Result<(), StoreError> {

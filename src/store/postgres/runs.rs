@@ -8,7 +8,9 @@ use sqlx::FromRow;
 
 use super::{Context, PgBackend};
 use crate::domain::{ImageType, Job, JobOutcome};
-use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts};
+use crate::store::{
+    JobRun, ListingKind, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
+};
 
 #[async_trait]
 impl RunLog for PgBackend {
@@ -70,14 +72,14 @@ impl RunLog for PgBackend {
     async fn recent_sync_runs(&self, limit: i64) -> Result<Vec<SyncRun>, StoreError> {
         let rows: Vec<SyncRunRow> = sqlx::query_as(
             "SELECT id, target, image_type, started_at, finished_at, outcome, pages, total_num, \
-             seen, new, changed, restored, deleted, held, unreadable_fields, error \
-             FROM sync_runs ORDER BY id DESC LIMIT $1",
+             seen, new, changed, restored, deleted, held, unreadable_fields, error, listing, \
+             missed FROM sync_runs ORDER BY id DESC LIMIT $1",
         )
         .bind(limit)
         .fetch_all(&self.pool)
         .await
         .context("read the latest sync runs")?;
-        Ok(rows.into_iter().map(SyncRun::from).collect())
+        rows.into_iter().map(SyncRun::try_from).collect()
     }
 
     async fn last_complete_sync(&self, target: &str) -> Result<Option<i64>, StoreError> {
@@ -275,11 +277,18 @@ struct SyncRunRow {
     held: i64,
     unreadable_fields: i64,
     error: Option<String>,
+    listing: String,
+    missed: i64,
 }
 
-impl From<SyncRunRow> for SyncRun {
-    fn from(r: SyncRunRow) -> SyncRun {
-        SyncRun {
+impl TryFrom<SyncRunRow> for SyncRun {
+    type Error = StoreError;
+
+    fn try_from(r: SyncRunRow) -> Result<SyncRun, StoreError> {
+        let listing = ListingKind::parse(&r.listing).ok_or(StoreError::Corrupt {
+            what: "a sync run's listing",
+        })?;
+        Ok(SyncRun {
             id: r.id,
             target: r.target,
             image_type: r.image_type,
@@ -298,7 +307,9 @@ impl From<SyncRunRow> for SyncRun {
                 unreadable_fields: r.unreadable_fields,
             },
             error: r.error,
-        }
+            listing,
+            missed: r.missed,
+        })
     }
 }
 
