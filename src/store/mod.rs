@@ -19,6 +19,7 @@ mod model;
 mod owner;
 mod policy_fields;
 mod postgres;
+mod rows;
 mod sqlite;
 
 #[cfg(test)]

@@ -13,6 +13,7 @@ use async_trait::async_trait;
 use super::{Context, PgBackend};
 use crate::domain::{Image, ImageType, Unsubmittable};
 use crate::store::policy_fields::{RiskDigits, count_risks, packed_type_and_status, sort_counts};
+use crate::store::rows::{ImageRow, RiskyRow};
 use crate::store::{
     ImageCount, Inventory, KnownImage, PreparedImage, RiskCounts, RiskyImage, StoreError,
 };
@@ -472,95 +473,6 @@ impl Inventory for PgBackend {
 
     /// Nothing was tuned (see [`Inventory::bulk_writes`]), so there is nothing to undo.
     fn end_bulk_writes_in_background(&self) {}
-}
-
-/// A row of [`Inventory::riskiest_images`].
-#[derive(sqlx::FromRow)]
-struct RiskyRow {
-    target: String,
-    image_type: String,
-    namespace: String,
-    image_name: String,
-    image_version: String,
-    registry_name: String,
-    packed_risk: i64,
-    vul_num: Option<i64>,
-    malicious_file_num: Option<i64>,
-    unsafe_setting_num: Option<i64>,
-    latest_scan_time: Option<i64>,
-}
-
-#[derive(sqlx::FromRow)]
-struct ImageRow {
-    image_type: String,
-    namespace: String,
-    image_name: String,
-    image_version: String,
-    instance_id: String,
-    hss_record_id: Option<i64>,
-    instance_name: String,
-    instance_url: String,
-    hss_image_id: String,
-    image_digest: String,
-    latest_version: Option<bool>,
-    scan_status: String,
-    scan_failed_desc: String,
-    image_size: Option<i64>,
-    latest_update_time: Option<i64>,
-    latest_scan_time: Option<i64>,
-    vul_num: Option<i64>,
-    unsafe_setting_num: Option<i64>,
-    malicious_file_num: Option<i64>,
-    domain_name: String,
-    shared_status: String,
-    scannable: Option<bool>,
-    registry_id: String,
-    registry_name: String,
-    registry_type: String,
-    latest_sync_time: Option<i64>,
-    scan_failed_code: String,
-    severity_level: String,
-    is_multiple_arch: Option<bool>,
-    unsubmittable: i64,
-}
-
-impl From<ImageRow> for Image {
-    fn from(r: ImageRow) -> Self {
-        Image {
-            hss_record_id: r.hss_record_id,
-            image_type: ImageType::from(r.image_type.as_str()),
-            namespace: r.namespace,
-            image_name: r.image_name,
-            image_version: r.image_version,
-            instance_id: r.instance_id,
-            instance_name: r.instance_name,
-            instance_url: r.instance_url,
-            hss_image_id: r.hss_image_id,
-            image_digest: r.image_digest,
-            latest_version: r.latest_version,
-            scan_status: r.scan_status.as_str().into(),
-            scan_failed_desc: r.scan_failed_desc,
-            image_size: r.image_size,
-            latest_update_time: r.latest_update_time,
-            latest_scan_time: r.latest_scan_time,
-            vul_num: r.vul_num,
-            unsafe_setting_num: r.unsafe_setting_num,
-            malicious_file_num: r.malicious_file_num,
-            domain_name: r.domain_name,
-            shared_status: r.shared_status,
-            scannable: r.scannable,
-            registry_id: r.registry_id,
-            registry_name: r.registry_name,
-            registry_type: r.registry_type,
-            latest_sync_time: r.latest_sync_time,
-            scan_failed_code: r.scan_failed_code,
-            severity_level: r.severity_level,
-            is_multiple_arch: r.is_multiple_arch,
-            unsubmittable: u8::try_from(r.unsubmittable)
-                .ok()
-                .map_or(Some(Unsubmittable::FieldTooLong), Unsubmittable::from_code),
-        }
-    }
 }
 
 #[cfg(test)]

@@ -4,13 +4,11 @@
 //! closed when hss-scand next opens the database on the machine that ran it.
 
 use async_trait::async_trait;
-use sqlx::FromRow;
 
 use super::{Context, PgBackend};
 use crate::domain::{ImageType, Job, JobOutcome};
-use crate::store::{
-    JobRun, ListingKind, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts,
-};
+use crate::store::rows::{JobRunRow, SyncRunRow, TargetFactsRow, to_json};
+use crate::store::{JobRun, RunLog, StoreError, SyncOutcome, SyncRun, SyncRunCounts, TargetFacts};
 
 #[async_trait]
 impl RunLog for PgBackend {
@@ -208,137 +206,13 @@ impl RunLog for PgBackend {
     }
 
     async fn target_facts(&self) -> Result<Vec<TargetFacts>, StoreError> {
-        type Row = (
-            String,
-            String,
-            Option<i64>,
-            Option<String>,
-            Option<String>,
-            i64,
-        );
-        let rows: Vec<Row> = sqlx::query_as(
+        let rows: Vec<TargetFactsRow> = sqlx::query_as(
             "SELECT target, api, fell_back_at, native_policy, billing, checked_at \
              FROM target_facts ORDER BY target COLLATE \"C\"",
         )
         .fetch_all(&self.pool)
         .await
         .context("read what the targets' HSS projects said")?;
-        let corrupt = |_| StoreError::Corrupt {
-            what: "what a target's HSS project said",
-        };
-        rows.into_iter()
-            .map(|(target, api, fell_back_at, policy, billing, checked_at)| {
-                Ok(TargetFacts {
-                    target,
-                    api,
-                    fell_back_at,
-                    native_scan_policy: policy
-                        .map(|text| serde_json::from_str(&text))
-                        .transpose()
-                        .map_err(corrupt)?,
-                    pay_per_scan: billing
-                        .map(|text| serde_json::from_str(&text))
-                        .transpose()
-                        .map_err(corrupt)?,
-                    checked_at,
-                })
-            })
-            .collect()
-    }
-}
-
-/// A value stored as JSON text, `NULL` for none.
-fn to_json<T: serde::Serialize>(value: &Option<T>) -> Result<Option<String>, StoreError> {
-    value
-        .as_ref()
-        .map(serde_json::to_string)
-        .transpose()
-        .map_err(|_| StoreError::Corrupt {
-            what: "a value to store as JSON",
-        })
-}
-
-/// A row of `sync_runs` as PostgreSQL returns it.
-#[derive(FromRow)]
-struct SyncRunRow {
-    id: i64,
-    target: String,
-    image_type: String,
-    started_at: i64,
-    finished_at: Option<i64>,
-    outcome: String,
-    pages: i64,
-    total_num: Option<i64>,
-    seen: i64,
-    new: i64,
-    changed: i64,
-    restored: i64,
-    deleted: i64,
-    held: i64,
-    unreadable_fields: i64,
-    error: Option<String>,
-    listing: String,
-    missed: i64,
-}
-
-impl TryFrom<SyncRunRow> for SyncRun {
-    type Error = StoreError;
-
-    fn try_from(r: SyncRunRow) -> Result<SyncRun, StoreError> {
-        let listing = ListingKind::parse(&r.listing).ok_or(StoreError::Corrupt {
-            what: "a sync run's listing",
-        })?;
-        Ok(SyncRun {
-            id: r.id,
-            target: r.target,
-            image_type: r.image_type,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            outcome: r.outcome,
-            counts: SyncRunCounts {
-                pages: r.pages,
-                total_num: r.total_num,
-                seen: r.seen,
-                new: r.new,
-                changed: r.changed,
-                restored: r.restored,
-                deleted: r.deleted,
-                held: r.held,
-                unreadable_fields: r.unreadable_fields,
-            },
-            error: r.error,
-            listing,
-            missed: r.missed,
-        })
-    }
-}
-
-/// A row of `job_runs` as PostgreSQL returns it.
-#[derive(FromRow)]
-struct JobRunRow {
-    id: i64,
-    job: String,
-    run_id: String,
-    trigger: String,
-    started_at: i64,
-    finished_at: Option<i64>,
-    outcome: String,
-    summary: Option<String>,
-    error: Option<String>,
-}
-
-impl From<JobRunRow> for JobRun {
-    fn from(r: JobRunRow) -> JobRun {
-        JobRun {
-            id: r.id,
-            job: r.job,
-            run_id: r.run_id,
-            trigger: r.trigger,
-            started_at: r.started_at,
-            finished_at: r.finished_at,
-            outcome: r.outcome,
-            summary: r.summary,
-            error: r.error,
-        }
+        rows.into_iter().map(TargetFacts::try_from).collect()
     }
 }

@@ -11,11 +11,12 @@
 use std::collections::HashMap;
 
 use async_trait::async_trait;
-use sqlx::{FromRow, QueryBuilder, Sqlite};
+use sqlx::{QueryBuilder, Sqlite};
 
 use super::leases::check_fence;
 use super::{Context, SqliteBackend, push_in_list};
-use crate::domain::{BatchFailure, DueReason, ImageType, ScanStatus, ScanTask};
+use crate::domain::{BatchFailure, DueReason, ImageType, ScanTask};
+use crate::store::rows::{BatchRow, OpenItemRow};
 use crate::store::{
     Batch, BatchStatus, Claim, Claimed, DueImage, Fence, ItemOutcome, NewBatch, OpenItem, OpenTask,
     StoreError, Submissions, digest_hash,
@@ -442,85 +443,5 @@ impl SqliteBackend {
         .await
         .context("record a batch's answer")?;
         tx.commit().await.context("record a batch's answer")
-    }
-}
-
-/// An open item as SQLite returns it.
-#[derive(FromRow)]
-struct OpenItemRow {
-    item_id: i64,
-    image_row_id: i64,
-    batch_id: i64,
-    batch_status: String,
-    submitted_at: i64,
-    status_before: String,
-    scan_time_before: Option<i64>,
-    scan_status: String,
-    latest_scan_time: Option<i64>,
-    deleted: bool,
-}
-
-impl OpenItemRow {
-    fn into_item(self) -> Result<OpenItem, StoreError> {
-        Ok(OpenItem {
-            item_id: self.item_id,
-            image_row_id: self.image_row_id,
-            batch_id: self.batch_id,
-            batch_status: BatchStatus::parse(&self.batch_status).ok_or(StoreError::Corrupt {
-                what: "the status of a batch",
-            })?,
-            submitted_at: self.submitted_at,
-            status_before: ScanStatus::from(self.status_before.as_str()),
-            scan_time_before: self.scan_time_before,
-            scan_status: ScanStatus::from(self.scan_status.as_str()),
-            latest_scan_time: self.latest_scan_time,
-            deleted: self.deleted,
-        })
-    }
-}
-
-/// A row of `scan_batches` as SQLite returns it.
-#[derive(FromRow)]
-struct BatchRow {
-    id: i64,
-    target: String,
-    image_type: String,
-    parent_id: Option<i64>,
-    created_at: i64,
-    answered_at: Option<i64>,
-    status: String,
-    items: i64,
-    http_status: Option<i64>,
-    error_code: Option<String>,
-    request_id: Option<String>,
-    error: Option<String>,
-    api: String,
-    task_id: Option<String>,
-    task_progress: Option<i64>,
-    task_succeeded: Option<i64>,
-    task_failed: Option<i64>,
-}
-
-impl From<BatchRow> for Batch {
-    fn from(r: BatchRow) -> Batch {
-        Batch {
-            id: r.id,
-            target: r.target,
-            image_type: r.image_type,
-            parent_id: r.parent_id,
-            created_at: r.created_at,
-            answered_at: r.answered_at,
-            status: r.status,
-            items: r.items,
-            http_status: r.http_status,
-            error_code: r.error_code,
-            request_id: r.request_id,
-            error: r.error,
-            api: r.api,
-            task_id: r.task_id,
-            task_progress: r.task_progress,
-            task_succeeded: r.task_succeeded,
-            task_failed: r.task_failed,
-        }
     }
 }
