@@ -117,6 +117,10 @@ pub struct HssSettings {
     pub endpoint: Option<Url>,
     #[serde(with = "values::duration")]
     pub request_timeout: Duration,
+    /// How long the gateway accepts a signed request after its `X-Sdk-Date`: what a replica
+    /// that lost the lease could still send.
+    #[serde(with = "values::duration")]
+    pub signed_request_lifetime: Duration,
     /// Images per list call, 1..=200.
     pub page_size: u32,
     pub max_retries: u32,
@@ -488,6 +492,7 @@ impl fmt::Debug for HssSettings {
         f.debug_struct("HssSettings")
             .field("endpoint", &self.endpoint.as_ref().map(redact::url))
             .field("request_timeout", &self.request_timeout)
+            .field("signed_request_lifetime", &self.signed_request_lifetime)
             .field("page_size", &self.page_size)
             .field("max_retries", &self.max_retries)
             .field("requests_per_second", &self.requests_per_second)

@@ -109,6 +109,7 @@ fn hss(hss: &HssSettings) -> Checked {
         origin_only("hss.endpoint", endpoint)?;
     }
     positive("hss.request_timeout", hss.request_timeout)?;
+    positive("hss.signed_request_lifetime", hss.signed_request_lifetime)?;
     in_range(
         "hss.page_size",
         hss.page_size.into(),

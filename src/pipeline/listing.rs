@@ -38,6 +38,7 @@ use std::fmt;
 use std::sync::Mutex;
 use std::time::Duration;
 
+use super::reconcile::LostAfter;
 use crate::config::IncrementalListing;
 use crate::domain::clock::ms;
 use crate::domain::{Image, ImageType};
@@ -262,21 +263,21 @@ pub fn plan(i: &Inputs<'_>) -> Plan {
     }
 }
 
-/// Open items of a scan call whose outcome is unknown (`pending`), submitted at least
-/// `submit_grace` before `now`, that no complete full listing has judged since their grace
-/// ran out: each needs one full listing to tell received from lost.
+/// Open items of a scan call whose outcome is unknown (`pending`) that could be judged lost
+/// by `now` ([`LostAfter::from`]: after their grace, and for an earlier lease holder's batch
+/// once its signed request has expired), and that no complete full listing has judged since:
+/// each needs one full listing to tell received from lost.
 pub fn unsettled(
     items: &[OpenItem],
     last_complete_full: Option<i64>,
     now: i64,
-    submit_grace: Duration,
+    lost_after: &LostAfter,
 ) -> usize {
-    let grace = ms(submit_grace);
     items
         .iter()
         .filter(|item| item.batch_status == BatchStatus::Pending)
         .filter(|item| {
-            let judgeable_from = item.submitted_at.saturating_add(grace);
+            let judgeable_from = lost_after.from(item);
             judgeable_from <= now && last_complete_full.is_none_or(|full| full < judgeable_from)
         })
         .count()
@@ -726,21 +727,26 @@ mod tests {
             scan_status: "unscan".into(),
             latest_scan_time: None,
             deleted: false,
+            batch_term: None,
         };
-        let grace = Duration::from_secs(120);
+        let grace = LostAfter {
+            submit_grace: Duration::from_secs(120),
+            signed_request_lifetime: Duration::from_secs(900),
+            lease: None,
+        };
         let items = [
             item(BatchStatus::Pending, NOW - 5 * MIN),
             item(BatchStatus::Pending, NOW - MIN),
             item(BatchStatus::Sent, NOW - 5 * MIN),
         ];
         assert_eq!(
-            unsettled(&items, None, NOW, grace),
+            unsettled(&items, None, NOW, &grace),
             1,
             "only one past its grace"
         );
-        assert_eq!(unsettled(&items, Some(NOW - 4 * MIN), NOW, grace), 1);
+        assert_eq!(unsettled(&items, Some(NOW - 4 * MIN), NOW, &grace), 1);
         assert_eq!(
-            unsettled(&items, Some(NOW - 3 * MIN), NOW, grace),
+            unsettled(&items, Some(NOW - 3 * MIN), NOW, &grace),
             0,
             "a full listing judged it"
         );

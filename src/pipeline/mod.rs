@@ -100,6 +100,7 @@ impl Pipeline<'_> {
                             &report.image_type,
                             report.started_at,
                             grace,
+                            self.settings.hss.signed_request_lifetime,
                             seen,
                         )
                         .await?,

@@ -32,6 +32,7 @@ use futures::{FutureExt, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
 
 use super::listing::{self, ListingMemory, MissCheck, Plan};
+use super::reconcile::LostAfter;
 use super::report::SyncReport;
 use crate::config::{IncrementalListing, Settings};
 use crate::domain::Image;
@@ -66,6 +67,9 @@ pub struct SyncOptions {
     pub submit_grace: Duration,
     /// How long a submission is followed (`policy.scanning_timeout`).
     pub scanning_timeout: Duration,
+    /// How long an earlier lease holder's signed scan call may still arrive
+    /// (`hss.signed_request_lifetime`).
+    pub signed_request_lifetime: Duration,
 }
 
 impl SyncOptions {
@@ -79,6 +83,7 @@ impl SyncOptions {
             full_every: settings.sync.full_every,
             submit_grace: settings.policy.submit_grace,
             scanning_timeout: settings.policy.scanning_timeout,
+            signed_request_lifetime: settings.hss.signed_request_lifetime,
         }
     }
 }
@@ -138,10 +143,15 @@ async fn plan_listing(
     // Reading the open items costs a query; only a sync that could be incremental needs them.
     let could_be_incremental =
         lists_changes && !first_of_process && options.incremental != IncrementalListing::Off;
-    let open = if could_be_incremental {
-        store.open_items(&target.name, image_type).await?
+    let (open, lost_after) = if could_be_incremental {
+        let lost_after =
+            LostAfter::read(store, options.submit_grace, options.signed_request_lifetime).await?;
+        (
+            store.open_items(&target.name, image_type).await?,
+            Some(lost_after),
+        )
     } else {
-        Vec::new()
+        (Vec::new(), None)
     };
     Ok(listing::plan(&listing::Inputs {
         setting: options.incremental,
@@ -152,7 +162,9 @@ async fn plan_listing(
         now,
         overlap: options.overlap,
         full_every: options.full_every,
-        unsettled: listing::unsettled(&open, history.last_complete_full, now, options.submit_grace),
+        unsettled: lost_after.map_or(0, |rules| {
+            listing::unsettled(&open, history.last_complete_full, now, &rules)
+        }),
         oldest_in_flight: open.iter().map(|item| item.submitted_at).min(),
         scanning_timeout: options.scanning_timeout,
     }))

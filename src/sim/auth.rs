@@ -6,15 +6,17 @@
 
 use std::collections::HashMap;
 use std::sync::RwLock;
+use std::time::Duration;
 
 use axum::http::{HeaderMap, Method, Uri};
+
 use chrono::{DateTime, NaiveDateTime, Utc};
 
 use super::{read, write};
 use crate::hss::signer::{self, SignableRequest};
 
-/// How far `X-Sdk-Date` may be from the server clock.
-pub const MAX_CLOCK_SKEW_SECS: i64 = 15 * 60;
+/// How far `X-Sdk-Date` may be from the server clock, as HSS's gateway documents it.
+pub const MAX_CLOCK_SKEW: Duration = Duration::from_secs(15 * 60);
 
 /// Why a request was refused. Only for the simulator's own log: the client always gets the
 /// gateway's single `APIGW.0301`.
@@ -30,10 +32,8 @@ pub enum AuthError {
     DateNotSigned,
     #[error("X-Sdk-Date {0:?} is not YYYYMMDDTHHMMSSZ")]
     BadDate(String),
-    #[error(
-        "X-Sdk-Date is {0}s away from the server clock (at most {MAX_CLOCK_SKEW_SECS}s allowed)"
-    )]
-    Skewed(i64),
+    #[error("X-Sdk-Date is {0}s away from the server clock (at most {1}s allowed)")]
+    Skewed(i64, i64),
     #[error("signed header {0} is not in the request")]
     MissingSignedHeader(String),
     #[error("signature does not match")]
@@ -59,15 +59,25 @@ struct Credential {
 /// The accepted key pairs: the configured one plus any added at run time.
 pub(crate) struct Credentials {
     keys: RwLock<HashMap<String, Credential>>,
+    /// Seconds `X-Sdk-Date` may be from the server clock.
+    max_skew_secs: i64,
 }
 
 impl Credentials {
     pub fn new(ak: &str, sk: &str, token: Option<&str>) -> Self {
         let credentials = Self {
             keys: RwLock::new(HashMap::new()),
+            max_skew_secs: MAX_CLOCK_SKEW.as_secs() as i64,
         };
         credentials.add(ak, sk, token);
         credentials
+    }
+
+    /// Accepts a request only while its `X-Sdk-Date` is within `max_skew` of the server
+    /// clock; tests shorten it to see a paused client's signed request expire.
+    pub fn with_max_skew(mut self, max_skew: Duration) -> Self {
+        self.max_skew_secs = i64::try_from(max_skew.as_secs()).unwrap_or(i64::MAX);
+        self
     }
 
     pub fn add(&self, ak: &str, sk: &str, token: Option<&str>) {
@@ -104,8 +114,8 @@ impl Credentials {
             .map_err(|_| AuthError::BadDate(date.clone()))?
             .and_utc();
         let skew = (now - signed_at).num_seconds();
-        if skew.abs() > MAX_CLOCK_SKEW_SECS {
-            return Err(AuthError::Skewed(skew));
+        if skew.abs() > self.max_skew_secs {
+            return Err(AuthError::Skewed(skew, self.max_skew_secs));
         }
 
         if let Some(token) = &credential.token {
@@ -228,7 +238,12 @@ mod tests {
         );
         assert!(matches!(
             check(&creds, &signed("ak", "sk", "20240315T075400Z", b""), b""),
-            Err(AuthError::Skewed(1260))
+            Err(AuthError::Skewed(1260, 900))
+        ));
+        let strict = Credentials::new("ak", "sk", None).with_max_skew(Duration::from_secs(60));
+        assert!(matches!(
+            check(&strict, &signed("ak", "sk", "20240315T080600Z", b""), b""),
+            Err(AuthError::Skewed(_, 60))
         ));
         let mut tampered = good.clone();
         tampered.2.remove("host");

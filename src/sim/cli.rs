@@ -141,6 +141,10 @@ pub struct SimArgs {
     /// in step. Without it the clock is the machine's (POST /sim/clock still moves it ahead).
     #[arg(long)]
     pub manual_clock: bool,
+    /// How far a request's X-Sdk-Date may be from the simulator's clock before the gateway
+    /// refuses it (HSS: 15 minutes); what a client paused after signing can still send.
+    #[arg(long, value_name = "DURATION", default_value = "15m", value_parser = humantime::parse_duration)]
+    pub max_clock_skew: Duration,
 }
 
 fn rate(text: &str) -> Result<f64, String> {
@@ -201,6 +205,7 @@ impl SimArgs {
             },
             churn_per_hour: self.churn_per_hour,
             manual_clock: self.manual_clock,
+            max_clock_skew: self.max_clock_skew,
         }
     }
 }

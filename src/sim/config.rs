@@ -59,6 +59,9 @@ pub struct SimConfig {
     /// (`SimHandle::advance_clock`, `POST /sim/clock`), so that a daemon on a manual clock
     /// that is moved by the same amounts sees the same time.
     pub manual_clock: bool,
+    /// How far a request's `X-Sdk-Date` may be from the server clock (HSS: 15 minutes): how
+    /// long a signed request can still be sent.
+    pub max_clock_skew: Duration,
 }
 
 impl Default for SimConfig {
@@ -86,6 +89,7 @@ impl Default for SimConfig {
             scan_policy: ScanPolicy::default(),
             churn_per_hour: 0,
             manual_clock: false,
+            max_clock_skew: super::auth::MAX_CLOCK_SKEW,
         }
     }
 }
@@ -118,6 +122,7 @@ impl fmt::Debug for SimConfig {
             .field("scan_policy", &self.scan_policy)
             .field("churn_per_hour", &self.churn_per_hour)
             .field("manual_clock", &self.manual_clock)
+            .field("max_clock_skew", &self.max_clock_skew)
             .finish()
     }
 }

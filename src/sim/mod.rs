@@ -171,7 +171,8 @@ impl Sim {
         let mut policy = PolicyState::new(config.scan_policy.clone(), config.seed);
         policy.set(config.scan_policy.clone(), now);
         Self {
-            credentials: Credentials::new(&config.ak, &config.sk, config.security_token.as_deref()),
+            credentials: Credentials::new(&config.ak, &config.sk, config.security_token.as_deref())
+                .with_max_skew(config.max_clock_skew),
             faults: FaultInjector::new(config.faults, config.seed),
             registries: Mutex::new(registries),
             dataset: RwLock::new(dataset),

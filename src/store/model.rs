@@ -283,6 +283,8 @@ pub struct OpenItem {
     pub scan_status: ScanStatus,
     pub latest_scan_time: Option<i64>,
     pub deleted: bool,
+    /// The term of the leader lease the batch was recorded under; `None` before leases.
+    pub batch_term: Option<i64>,
 }
 
 /// How an item ended.

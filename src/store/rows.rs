@@ -158,6 +158,7 @@ pub(super) struct OpenItemRow {
     scan_status: String,
     latest_scan_time: Option<i64>,
     deleted: bool,
+    batch_term: Option<i64>,
 }
 
 impl OpenItemRow {
@@ -175,6 +176,7 @@ impl OpenItemRow {
             scan_status: ScanStatus::from(self.scan_status.as_str()),
             latest_scan_time: self.latest_scan_time,
             deleted: self.deleted,
+            batch_term: self.batch_term,
         })
     }
 }

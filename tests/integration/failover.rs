@@ -20,6 +20,10 @@ use crate::support::sim::test_config;
 const WAIT: Duration = Duration::from_secs(120);
 const LEASE_TTL: Duration = Duration::from_secs(2);
 const LEASE_RENEW: Duration = Duration::from_millis(500);
+/// How long the simulated gateway accepts a signed request, and what the replicas are told
+/// (15 minutes on HSS): a leader paused after signing a scan call can send it only this
+/// long, and its successor waits as long before taking that call as never received.
+const SIGNED_REQUEST_LIFETIME: Duration = Duration::from_secs(3);
 
 /// One `hss-scand run` process, its log in a file.
 struct Replica {
@@ -108,14 +112,20 @@ fn slow_scans() -> SimConfig {
         ..test_config(600)
     };
     sim.lifecycle.scan_duration = Duration::from_secs(30);
+    sim.max_clock_skew = SIGNED_REQUEST_LIFETIME;
     sim
 }
 
 /// Replicas' settings: batches of 20 at 8 calls a second make a scan of the account last a
 /// few seconds; a scan tick every second and a sync every 2 s; a 2 s lease renewed every
-/// 500 ms; a batch found never received after 1 s.
+/// 500 ms; a batch found never received after 1 s, or after the signed-request lifetime
+/// once the lease changed hands.
 fn replica_settings(c: ConfigText) -> ConfigText {
     c.set("hss.requests_per_second", "8")
+        .set(
+            "hss.signed_request_lifetime",
+            &format!("\"{}s\"", SIGNED_REQUEST_LIFETIME.as_secs()),
+        )
         .set("policy.batch_size", "20")
         .set("policy.submit_grace", r#""1s""#)
         .set("schedule.scan", r#""* * * * * *""#)

@@ -367,13 +367,17 @@ impl HssClient {
         let inner = &self.inner;
         inner.limiter.until_ready().await;
         let credentials = inner.credentials.current().await?;
+        // Signed before the gate is asked, so that a request that goes out was signed while
+        // the gate still allowed it: HSS's gateway accepts a signed request for only 15
+        // minutes after its X-Sdk-Date, which bounds what a process paused between the
+        // gate and the wire can still send when it wakes.
+        let sdk_date = Utc::now().format(signer::DATE_FORMAT).to_string();
+        let wire = build_wire_request(&inner.options, &credentials, req, &sdk_date);
         // Last, right before the wire: the waits above can be long.
         gate.may_send().await.map_err(|why| HssError::NotSent {
             call: req.call,
             why,
         })?;
-        let sdk_date = Utc::now().format(signer::DATE_FORMAT).to_string();
-        let wire = build_wire_request(&inner.options, &credentials, req, &sdk_date);
 
         let mut builder = inner.http.request(wire.method.clone(), &wire.url);
         for (name, value) in &wire.headers {

@@ -273,7 +273,8 @@ impl Submissions for PgBackend {
         let rows: Vec<OpenItemRow> = sqlx::query_as(
             "SELECT s.id AS item_id, s.image_row_id, s.batch_id, b.status AS batch_status, \
              b.created_at AS submitted_at, s.status_before, s.scan_time_before, \
-             i.scan_status, i.latest_scan_time, i.deleted_at IS NOT NULL AS deleted \
+             i.scan_status, i.latest_scan_time, i.deleted_at IS NOT NULL AS deleted, \
+             b.lease_term AS batch_term \
              FROM scan_items s JOIN scan_batches b ON b.id = s.batch_id \
              JOIN images i ON i.id = s.image_row_id \
              WHERE s.outcome IS NULL AND b.status <> 'failed' \
