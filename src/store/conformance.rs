@@ -1267,7 +1267,8 @@ pub(crate) async fn contention(stores: &[Store]) {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: .ci/run starts one and sets HSS_SCAND_TEST_POSTGRES_URL"]
 async fn postgres_passes_the_conformance_suite() {
-    let db = super::postgres::testing::TestDatabase::create().await;
+    let db = super::postgres::testing::TestDatabase::create(super::postgres::testing::TEST_URL_VAR)
+        .await;
     let store = super::open(&db.url, Clock::manual(START))
         .await
         .expect("open");
@@ -1278,7 +1279,8 @@ async fn postgres_passes_the_conformance_suite() {
 #[tokio::test]
 #[ignore = "needs PostgreSQL: .ci/run starts one and sets HSS_SCAND_TEST_POSTGRES_URL"]
 async fn postgres_is_exclusive_across_processes() {
-    let db = super::postgres::testing::TestDatabase::create().await;
+    let db = super::postgres::testing::TestDatabase::create(super::postgres::testing::TEST_URL_VAR)
+        .await;
     let clock = Clock::manual(START);
     // Opened together, as replicas starting at once: the migration runs once.
     let opened = futures::future::join_all((0..4).map(|_| super::open(&db.url, clock.clone())));

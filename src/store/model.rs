@@ -622,8 +622,9 @@ mod tests {
     }
 }
 
-/// Who holds the leader lease, under which term, and until when (ms).
-#[derive(Debug, Clone, PartialEq, Eq, Serialize)]
+/// Who holds the leader lease, under which term, and until when (ms); a row of `leases` as
+/// either backend returns it.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, sqlx::FromRow)]
 pub struct LeaseState {
     pub holder: String,
     pub term: i64,

@@ -4,10 +4,12 @@
 
 use sqlx::FromRow;
 
+use super::policy_fields::RiskDigits;
+
 use crate::domain::{Image, ImageType, ScanStatus, Unsubmittable};
 use crate::store::{
-    Batch, BatchStatus, JobRun, ListingKind, OpenItem, StoreError, SyncRun, SyncRunCounts,
-    TargetFacts,
+    Batch, BatchStatus, JobRun, ListingKind, OpenItem, PastSync, RiskyImage, StoreError, SyncRun,
+    SyncRunCounts, TargetFacts,
 };
 
 /// A value stored as JSON text, `NULL` for none.
@@ -111,6 +113,34 @@ impl TryFrom<SyncRunRow> for SyncRun {
             error: r.error,
             listing,
             missed: r.missed,
+        })
+    }
+}
+
+/// A past sync as the next one reads it to decide how to list.
+#[derive(FromRow)]
+pub(super) struct PastSyncRow {
+    id: i64,
+    started_at: i64,
+    outcome: String,
+    listing: String,
+    window_start: Option<i64>,
+    window_end: Option<i64>,
+}
+
+impl TryFrom<PastSyncRow> for PastSync {
+    type Error = StoreError;
+
+    fn try_from(r: PastSyncRow) -> Result<PastSync, StoreError> {
+        Ok(PastSync {
+            id: r.id,
+            started_at: r.started_at,
+            outcome: r.outcome,
+            kind: ListingKind::parse(&r.listing).ok_or(StoreError::Corrupt {
+                what: "a sync run's listing",
+            })?,
+            window_start: r.window_start,
+            window_end: r.window_end,
         })
     }
 }
@@ -230,17 +260,35 @@ impl From<BatchRow> for Batch {
 /// A row of [`Inventory::riskiest_images`].
 #[derive(FromRow)]
 pub(super) struct RiskyRow {
-    pub(super) target: String,
-    pub(super) image_type: String,
-    pub(super) namespace: String,
-    pub(super) image_name: String,
-    pub(super) image_version: String,
-    pub(super) registry_name: String,
-    pub(super) packed_risk: i64,
-    pub(super) vul_num: Option<i64>,
-    pub(super) malicious_file_num: Option<i64>,
-    pub(super) unsafe_setting_num: Option<i64>,
-    pub(super) latest_scan_time: Option<i64>,
+    target: String,
+    image_type: String,
+    namespace: String,
+    image_name: String,
+    image_version: String,
+    registry_name: String,
+    packed_risk: i64,
+    vul_num: Option<i64>,
+    malicious_file_num: Option<i64>,
+    unsafe_setting_num: Option<i64>,
+    latest_scan_time: Option<i64>,
+}
+
+impl From<RiskyRow> for RiskyImage {
+    fn from(r: RiskyRow) -> RiskyImage {
+        RiskyImage {
+            target: r.target,
+            image_type: r.image_type,
+            namespace: r.namespace,
+            image_name: r.image_name,
+            image_version: r.image_version,
+            registry_name: r.registry_name,
+            severity: RiskDigits(r.packed_risk).severity(),
+            vul_num: r.vul_num,
+            malicious_file_num: r.malicious_file_num,
+            unsafe_setting_num: r.unsafe_setting_num,
+            latest_scan_time: r.latest_scan_time,
+        }
+    }
 }
 
 #[derive(FromRow)]

@@ -116,14 +116,14 @@ mod tests {
 
     use super::*;
     use crate::store::copy::{NOT_COPIED, TABLES};
-    use crate::store::postgres::testing::TestDatabase;
+    use crate::store::postgres::testing::{TEST_URL_VAR, TestDatabase};
 
     /// The copy writes every stored column of every table but the lease: a column or table
     /// added by a later migration must be added to `store::copy::TABLES` too.
     #[tokio::test]
     #[ignore = "needs PostgreSQL: .ci/run starts one and sets HSS_SCAND_TEST_POSTGRES_URL"]
     async fn the_copy_knows_every_table_and_column_of_the_postgres_schema() {
-        let db = TestDatabase::create().await;
+        let db = TestDatabase::create(TEST_URL_VAR).await;
         let backend = PgBackend::open(&db.url, 0).await.expect("open");
         let tables: BTreeSet<String> = sqlx::query_scalar(
             "SELECT table_name::TEXT FROM information_schema.tables \

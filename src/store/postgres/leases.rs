@@ -130,19 +130,11 @@ async fn read_lease(
     } else {
         "SELECT holder, term, acquired_at, expires_at FROM leases WHERE name = $1"
     };
-    let row: Option<(String, i64, i64, i64)> = sqlx::query_as(sql)
+    sqlx::query_as(sql)
         .bind(LEADER)
         .fetch_optional(conn)
         .await
-        .context("read the lease")?;
-    Ok(
-        row.map(|(holder, term, acquired_at, expires_at)| LeaseState {
-            holder,
-            term,
-            acquired_at,
-            expires_at,
-        }),
-    )
+        .context("read the lease")
 }
 
 /// Whether `fence` holds the lease at `now`, read inside the caller's transaction with the

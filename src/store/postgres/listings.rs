@@ -10,9 +10,9 @@ use async_trait::async_trait;
 
 use super::{Context, PgBackend};
 use crate::domain::ImageType;
+use crate::store::rows::PastSyncRow;
 use crate::store::{
-    KnownImage, ListingHistory, ListingKind, Listings, PastSync, StoreError, StoredTimes,
-    SyncListing,
+    KnownImage, ListingHistory, Listings, PastSync, StoreError, StoredTimes, SyncListing,
 };
 
 #[async_trait]
@@ -45,20 +45,6 @@ impl Listings for PgBackend {
         target: &str,
         image_type: &ImageType,
     ) -> Result<ListingHistory, StoreError> {
-        type Row = (i64, i64, String, String, Option<i64>, Option<i64>);
-        let past = |row: Row| -> Result<PastSync, StoreError> {
-            let (id, started_at, outcome, listing, window_start, window_end) = row;
-            Ok(PastSync {
-                id,
-                started_at,
-                outcome,
-                kind: ListingKind::parse(&listing).ok_or(StoreError::Corrupt {
-                    what: "a sync run's listing",
-                })?,
-                window_start,
-                window_end,
-            })
-        };
         // The three reads share one snapshot, so that a sync another replica starts or
         // finishes meanwhile cannot appear in one and not in the others.
         let mut tx = self.pool.begin().await.context("read the previous syncs")?;
@@ -66,7 +52,7 @@ impl Listings for PgBackend {
             .execute(&mut *tx)
             .await
             .context("read the previous syncs")?;
-        let previous: Option<Row> = sqlx::query_as(
+        let previous: Option<PastSyncRow> = sqlx::query_as(
             "SELECT id, started_at, outcome, listing, window_start, window_end FROM sync_runs \
              WHERE target = $1 AND image_type = $2 ORDER BY id DESC LIMIT 1",
         )
@@ -84,7 +70,7 @@ impl Listings for PgBackend {
         .fetch_one(&mut *tx)
         .await
         .context("read the last full listing")?;
-        let since_full: Vec<Row> = sqlx::query_as(
+        let since_full: Vec<PastSyncRow> = sqlx::query_as(
             "SELECT id, started_at, outcome, listing, window_start, window_end FROM sync_runs \
              WHERE target = $1 AND image_type = $2 AND id > $3 AND listing = 'incremental' \
              AND outcome = 'complete' ORDER BY id",
@@ -97,9 +83,12 @@ impl Listings for PgBackend {
         .context("read the incremental listings since the last full one")?;
         tx.commit().await.context("read the previous syncs")?;
         Ok(ListingHistory {
-            previous: previous.map(past).transpose()?,
+            previous: previous.map(PastSync::try_from).transpose()?,
             last_complete_full,
-            incremental_since_full: since_full.into_iter().map(past).collect::<Result<_, _>>()?,
+            incremental_since_full: since_full
+                .into_iter()
+                .map(PastSync::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 

@@ -24,7 +24,11 @@ mod owner;
 mod runs;
 mod submissions;
 
+// The integration tests' and benchmarks' helper, so that the three create and drop test
+// databases the same way.
 #[cfg(test)]
+#[path = "../../../tests/support/postgres.rs"]
+#[allow(dead_code)]
 pub(crate) mod testing;
 
 use std::str::FromStr;

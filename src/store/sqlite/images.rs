@@ -12,7 +12,7 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::{Image, ImageType, Unsubmittable};
-use crate::store::policy_fields::{RiskDigits, count_risks, sort_counts};
+use crate::store::policy_fields::{count_risks, sort_counts};
 use crate::store::rows::{ImageRow, RiskyRow};
 use crate::store::{
     ImageCount, Inventory, KnownImage, PreparedImage, RiskCounts, RiskyImage, StoreError,
@@ -284,22 +284,7 @@ impl Inventory for SqliteBackend {
         .fetch_all(&self.reader)
         .await
         .context("read the riskiest images")?;
-        Ok(rows
-            .into_iter()
-            .map(|r| RiskyImage {
-                target: r.target,
-                image_type: r.image_type,
-                namespace: r.namespace,
-                image_name: r.image_name,
-                image_version: r.image_version,
-                registry_name: r.registry_name,
-                severity: RiskDigits(r.packed_risk).severity(),
-                vul_num: r.vul_num,
-                malicious_file_num: r.malicious_file_num,
-                unsafe_setting_num: r.unsafe_setting_num,
-                latest_scan_time: r.latest_scan_time,
-            })
-            .collect())
+        Ok(rows.into_iter().map(RiskyImage::from).collect())
     }
 
     /// Present images of a target and type, in key order (for tests and tools; the policy

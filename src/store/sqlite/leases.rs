@@ -134,20 +134,11 @@ impl Leases for SqliteBackend {
 pub(super) async fn read_lease(
     conn: &mut sqlx::SqliteConnection,
 ) -> Result<Option<LeaseState>, StoreError> {
-    let row: Option<(String, i64, i64, i64)> =
-        sqlx::query_as("SELECT holder, term, acquired_at, expires_at FROM leases WHERE name = ?")
-            .bind(LEADER)
-            .fetch_optional(conn)
-            .await
-            .context("read the lease")?;
-    Ok(
-        row.map(|(holder, term, acquired_at, expires_at)| LeaseState {
-            holder,
-            term,
-            acquired_at,
-            expires_at,
-        }),
-    )
+    sqlx::query_as("SELECT holder, term, acquired_at, expires_at FROM leases WHERE name = ?")
+        .bind(LEADER)
+        .fetch_optional(conn)
+        .await
+        .context("read the lease")
 }
 
 /// Whether `fence` holds the lease at `now`, read inside the caller's transaction: the check

@@ -9,9 +9,9 @@ use sqlx::{QueryBuilder, Sqlite};
 
 use super::{Context, SqliteBackend, push_in_list};
 use crate::domain::ImageType;
+use crate::store::rows::PastSyncRow;
 use crate::store::{
-    KnownImage, ListingHistory, ListingKind, Listings, PastSync, StoreError, StoredTimes,
-    SyncListing,
+    KnownImage, ListingHistory, Listings, PastSync, StoreError, StoredTimes, SyncListing,
 };
 
 /// Ids or key hashes per `IN (…)` list: far below SQLite's limit on bound variables.
@@ -44,21 +44,7 @@ impl Listings for SqliteBackend {
         target: &str,
         image_type: &ImageType,
     ) -> Result<ListingHistory, StoreError> {
-        type Row = (i64, i64, String, String, Option<i64>, Option<i64>);
-        let past = |row: Row| -> Result<PastSync, StoreError> {
-            let (id, started_at, outcome, listing, window_start, window_end) = row;
-            Ok(PastSync {
-                id,
-                started_at,
-                outcome,
-                kind: ListingKind::parse(&listing).ok_or(StoreError::Corrupt {
-                    what: "a sync run's listing",
-                })?,
-                window_start,
-                window_end,
-            })
-        };
-        let previous: Option<Row> = sqlx::query_as(
+        let previous: Option<PastSyncRow> = sqlx::query_as(
             "SELECT id, started_at, outcome, listing, window_start, window_end FROM sync_runs \
              WHERE target = ? AND image_type = ? ORDER BY id DESC LIMIT 1",
         )
@@ -76,7 +62,7 @@ impl Listings for SqliteBackend {
         .fetch_one(&self.reader)
         .await
         .context("read the last full listing")?;
-        let since_full: Vec<Row> = sqlx::query_as(
+        let since_full: Vec<PastSyncRow> = sqlx::query_as(
             "SELECT id, started_at, outcome, listing, window_start, window_end FROM sync_runs \
              WHERE target = ? AND image_type = ? AND id > ? AND listing = 'incremental' \
              AND outcome = 'complete' ORDER BY id",
@@ -88,9 +74,12 @@ impl Listings for SqliteBackend {
         .await
         .context("read the incremental listings since the last full one")?;
         Ok(ListingHistory {
-            previous: previous.map(past).transpose()?,
+            previous: previous.map(PastSync::try_from).transpose()?,
             last_complete_full,
-            incremental_since_full: since_full.into_iter().map(past).collect::<Result<_, _>>()?,
+            incremental_since_full: since_full
+                .into_iter()
+                .map(PastSync::try_from)
+                .collect::<Result<_, _>>()?,
         })
     }
 
