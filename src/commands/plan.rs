@@ -89,7 +89,7 @@ struct PlanRow<'a> {
     latest_scan_time: Option<String>,
 }
 
-fn rule_name(index: Option<usize>) -> Option<String> {
+fn rule_name(index: Option<u16>) -> Option<String> {
     index.map(|i| format!("policy.rules[{i}]"))
 }
 
@@ -97,8 +97,8 @@ impl<'a> From<&'a DueImage> for PlanRow<'a> {
     fn from(d: &'a DueImage) -> Self {
         let p = &d.planned;
         PlanRow {
-            target: &p.target,
-            image_type: p.image_type.as_str(),
+            target: p.target(),
+            image_type: p.image_type().as_str(),
             namespace: &d.identity.namespace,
             image_name: &d.identity.image_name,
             image_version: &d.identity.image_version,
@@ -152,12 +152,8 @@ fn summary_line(plan: &Plan, batch_size: usize) -> String {
 fn batches_needed(plan: &Plan, batch_size: usize) -> usize {
     submit::groups(&plan.due)
         .iter()
-        .map(|(target, image_type)| {
-            let images = plan
-                .due
-                .iter()
-                .filter(|d| d.target == *target && d.image_type == *image_type)
-                .count();
+        .map(|group| {
+            let images = plan.due.iter().filter(|d| d.group() == group).count();
             images.div_ceil(batch_size.max(1))
         })
         .sum()

@@ -398,6 +398,16 @@ fn policy(policy: &PolicySettings) -> Checked {
         0,
         crate::hss::current::limits::MAX_RATE_LIMIT.into(),
     )?;
+    if policy.rules.len() > crate::domain::MAX_RULES {
+        return Err(invalid(
+            "policy.rules",
+            format!(
+                "{} rules; at most {} are allowed",
+                policy.rules.len(),
+                crate::domain::MAX_RULES
+            ),
+        ));
+    }
     for (index, rule) in policy.rules.iter().enumerate() {
         if let Some(rescan_after) = rule.rescan_after {
             positive(&format!("policy.rules[{index}].rescan_after"), rescan_after)?;
@@ -572,6 +582,22 @@ image_types = ["instance_image"]
                 },
                 rule,
             ];
+        });
+    }
+
+    #[test]
+    fn more_rules_than_a_plan_can_number_are_rejected() {
+        let rule = Rule {
+            namespace: Glob::any(),
+            image: Glob::any(),
+            tag: Glob::any(),
+            rescan_after: None,
+            rescan_on_change: None,
+            priority: 0,
+            skip: false,
+        };
+        assert_rejected("policy.rules", "65536 rules; at most 65535", |s| {
+            s.policy.rules = vec![rule.clone(); crate::domain::MAX_RULES + 1];
         });
     }
 

@@ -21,7 +21,7 @@ use serde::{Deserialize, Serialize};
 
 pub use account::{NativeScanPolicy, PayPerScan, ScanTask, TaskOutcome};
 pub use clock::Clock;
-pub use due::{BatchFailure, Candidate, Due, DueReason, Planned};
+pub use due::{BatchFailure, Candidate, Due, DueReason, MAX_RULES, PlanGroup, Planned};
 pub use image::{Image, ImageIdentity, ImageType, ScanStatus, Severity, Unsubmittable};
 pub use job::{Job, JobOutcome};
 pub use shutdown::Shutdown;

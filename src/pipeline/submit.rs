@@ -13,7 +13,7 @@ use std::time::Duration;
 
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
-use crate::domain::{DueReason, ImageIdentity, ImageType, Planned, Shutdown};
+use crate::domain::{DueReason, ImageIdentity, ImageType, PlanGroup, Planned, Shutdown};
 use crate::hss::{SendGate, SubmitError};
 use crate::policy::Plan;
 use crate::store::{Claim, DueImage, Fence, NewBatch, Store, StoreError};
@@ -45,20 +45,21 @@ pub async fn submit(
     // Targets whose submissions cannot go on (their preflight failed, or a batch said so).
     let mut stopped_targets: Vec<Arc<str>> = Vec::new();
     let mut checked_targets: Vec<Arc<str>> = Vec::new();
-    for (target, image_type) in groups(&plan.due) {
-        let Some(api) = targets.iter().find(|t| *t.target.name == *target) else {
+    for group in groups(&plan.due) {
+        let (target, image_type) = (&group.target, &group.image_type);
+        let Some(api) = targets.iter().find(|t| *t.target.name == **target) else {
             report.stopped = Some(format!("target {target} is no longer configured"));
             break;
         };
-        if stopped_targets.contains(&target) {
+        if stopped_targets.contains(target) {
             continue;
         }
-        if !checked_targets.contains(&target) {
-            checked_targets.push(Arc::clone(&target));
+        if !checked_targets.contains(target) {
+            checked_targets.push(Arc::clone(target));
             if let Err(err) = api.scans.preflight().await {
                 tracing::warn!(hss_target = %target, error = %err, "no scans can be submitted for this target now");
                 report.stopped = Some(format!("target {target}: {err}"));
-                stopped_targets.push(target);
+                stopped_targets.push(Arc::clone(target));
                 continue;
             }
         }
@@ -75,7 +76,7 @@ pub async fn submit(
             }
             let mut chunk: Vec<Planned> = Vec::with_capacity(per_call);
             for d in rest.by_ref() {
-                if d.target == target && d.image_type == image_type {
+                if *d.group() == group {
                     chunk.push(d.clone());
                     if chunk.len() == per_call {
                         break;
@@ -91,8 +92,7 @@ pub async fn submit(
             if items.is_empty() {
                 continue;
             }
-            let flow =
-                send_batch(store, fence, api, &image_type, &items, None, &mut report).await?;
+            let flow = send_batch(store, fence, api, image_type, &items, None, &mut report).await?;
             if let Flow::Stop(why) = flow {
                 report.stopped = Some(why);
                 return Ok(report);
@@ -104,14 +104,11 @@ pub async fn submit(
 
 /// The target and image type pairs of the ordered due list, in order of first appearance:
 /// batches hold one of each, and go out in the plan's order within and between groups.
-pub fn groups(due: &[Planned]) -> Vec<(Arc<str>, ImageType)> {
-    let mut groups: Vec<(Arc<str>, ImageType)> = Vec::new();
+pub fn groups(due: &[Planned]) -> Vec<Arc<PlanGroup>> {
+    let mut groups: Vec<Arc<PlanGroup>> = Vec::new();
     for d in due {
-        if !groups
-            .iter()
-            .any(|(t, i)| *t == d.target && *i == d.image_type)
-        {
-            groups.push((Arc::clone(&d.target), d.image_type.clone()));
+        if !groups.contains(d.group()) {
+            groups.push(Arc::clone(d.group()));
         }
     }
     groups

@@ -49,6 +49,10 @@ pub const PAGE_CONCURRENCY: usize = 4;
 /// which the next sync writes again.
 const ROWS_PER_TRANSACTION: usize = 4_000;
 
+/// The most images a first full listing reserves room for in advance, from HSS's
+/// `total_num`: a wrong count costs at most the map's control bytes (16 MB) up front.
+const MAX_RESERVED_IMAGES: usize = 1 << 24;
+
 /// How to sync (from `[hss]`, `[sync]` and `[policy]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
 pub struct SyncOptions {
@@ -108,13 +112,64 @@ pub async fn sync_target(
 }
 
 /// What the store had of one image, and which of this sync's listings showed it first.
+///
+/// 16 bytes, since a full sync holds one per image of the type: a million of them in a map
+/// cost 50 MB rather than the 84 MB of the plain fields with their padding.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
 struct Known {
-    /// `None` for an image this sync inserted.
-    row_id: Option<i64>,
     content_hash: i64,
-    deleted: bool,
+    /// The row id (0 for an image this sync inserted) shifted above 8 bits of flags: bit 7
+    /// set if the row is marked deleted, bits 0-6 the number of the listing (window) that
+    /// listed it, 0 if none did yet.
+    packed: u64,
+}
+
+impl Known {
+    const DELETED: u64 = 0x80;
+    const LISTING: u64 = 0x7f;
+    /// Row ids are positive and below 2^55 (36 quadrillion rows); anything else is not a
+    /// row this store wrote.
+    const MAX_ROW_ID: i64 = (1 << 55) - 1;
+
+    fn stored(row_id: i64, content_hash: i64, deleted: bool) -> Result<Known, StoreError> {
+        if !(1..=Self::MAX_ROW_ID).contains(&row_id) {
+            return Err(StoreError::Corrupt {
+                what: "an image row id of the inventory index",
+            });
+        }
+        let deleted = if deleted { Self::DELETED } else { 0 };
+        Ok(Known {
+            content_hash,
+            packed: (row_id as u64) << 8 | deleted,
+        })
+    }
+
+    /// An image this sync inserts, listed first by `listing`.
+    fn inserted(content_hash: i64, listing: u8) -> Known {
+        Known {
+            content_hash,
+            packed: u64::from(listing) & Self::LISTING,
+        }
+    }
+
+    /// `None` for an image this sync inserted.
+    fn row_id(self) -> Option<i64> {
+        let row_id = (self.packed >> 8) as i64;
+        (row_id != 0).then_some(row_id)
+    }
+
+    fn deleted(self) -> bool {
+        self.packed & Self::DELETED != 0
+    }
+
     /// 0: not listed yet; else the number of the listing (window) that listed it.
-    listed_in: u8,
+    fn listed_in(self) -> u8 {
+        (self.packed & Self::LISTING) as u8
+    }
+
+    fn set_listed_in(&mut self, listing: u8) {
+        self.packed = self.packed & !Self::LISTING | u64::from(listing) & Self::LISTING;
+    }
 }
 
 /// Decides how this sync of `target` and `image_type` lists (see [`super::listing`]).
@@ -252,12 +307,14 @@ pub async fn sync_image_type(
         // Only a listing of every image can show that one is gone.
         ListingEnd::Complete if plan.kind() == ListingKind::Incremental => SyncOutcome::Complete,
         ListingEnd::Complete => {
-            let present = known.values().filter(|k| k.row_id.is_some() && !k.deleted);
+            let present = known
+                .values()
+                .filter(|k| k.row_id().is_some() && !k.deleted());
             let present = present.count();
             let vanished: Vec<i64> = known
                 .values()
-                .filter(|k| k.listed_in == 0 && !k.deleted)
-                .filter_map(|k| k.row_id)
+                .filter(|k| k.listed_in() == 0 && !k.deleted())
+                .filter_map(|k| k.row_id())
                 .collect();
             let deletions =
                 delete_vanished(store, &target.name, image_type, vanished, present, options)
@@ -336,20 +393,12 @@ async fn load_known(
     target: &str,
     image_type: &ImageType,
 ) -> Result<HashMap<i64, Known>, StoreError> {
-    Ok(store
+    store
         .known_images(target, image_type)
         .await?
         .into_iter()
-        .map(|(key, k)| {
-            let known = Known {
-                row_id: Some(k.row_id),
-                content_hash: k.content_hash,
-                deleted: k.deleted,
-                listed_in: 0,
-            };
-            (key, known)
-        })
-        .collect())
+        .map(|(key, k)| Ok((key, Known::stored(k.row_id, k.content_hash, k.deleted)?)))
+        .collect()
 }
 
 /// The windows of an incremental listing, one filtered listing each, in order; the first
@@ -646,6 +695,15 @@ impl InventoryDiff<'_> {
     /// Compares a page with what the store knows; queues new, changed and returning images.
     /// Records that cannot be trusted are counted and never written.
     async fn absorb_page(&mut self, page: ImagePage) -> Result<(), StoreError> {
+        // A first full listing learns how many images to expect from its first page. A map
+        // sized for them at once never holds its old and new tables together while it grows,
+        // which at a million images was 40 MB of peak. `total_num` is HSS's word, so it only
+        // sizes the map up to a bound; past it the map grows as it would anyway.
+        if self.counts.pages == 0 && self.known.is_empty() && !self.look_up {
+            let expected = page.total_num.and_then(|n| usize::try_from(n).ok());
+            self.known
+                .reserve(expected.unwrap_or(0).min(MAX_RESERVED_IMAGES));
+        }
         let counts = &mut self.counts;
         counts.pages += 1;
         counts.seen += page.images.len() as i64;
@@ -689,7 +747,7 @@ impl InventoryDiff<'_> {
         let counts = &mut self.counts;
         for prepared in trusted {
             match self.known.get_mut(&prepared.key_hash) {
-                Some(k) if k.listed_in == self.listing => {
+                Some(k) if k.listed_in() == self.listing => {
                     self.doubts.repeated += 1;
                     let i = &prepared.image;
                     self.doubts.note(|| {
@@ -698,18 +756,18 @@ impl InventoryDiff<'_> {
                 }
                 // Another window of this sync listed it already, and it was written as that
                 // window showed it; a change since then falls in the next sync's windows.
-                Some(k) if k.listed_in != 0 => self.distinct += 1,
+                Some(k) if k.listed_in() != 0 => self.distinct += 1,
                 Some(k) => {
-                    k.listed_in = self.listing;
+                    k.set_listed_in(self.listing);
                     self.distinct += 1;
                     let changed = k.content_hash != prepared.content_hash;
-                    if k.deleted || changed {
-                        if k.deleted {
+                    if k.deleted() || changed {
+                        if k.deleted() {
                             counts.restored += 1;
                         } else {
                             counts.changed += 1;
                         }
-                        if let (Some(check), Some(row_id)) = (&self.check, k.row_id)
+                        if let (Some(check), Some(row_id)) = (&self.check, k.row_id())
                             && check.could_have_missed(&prepared.image)
                         {
                             self.suspects.push((row_id, prepared.image.clone()));
@@ -723,12 +781,7 @@ impl InventoryDiff<'_> {
                     if let Some(check) = &mut self.check {
                         check.judge(&prepared.image, None);
                     }
-                    let known = Known {
-                        row_id: None,
-                        content_hash: prepared.content_hash,
-                        deleted: false,
-                        listed_in: self.listing,
-                    };
+                    let known = Known::inserted(prepared.content_hash, self.listing);
                     self.known.insert(prepared.key_hash, known);
                     self.queued.push(prepared);
                 }
@@ -751,15 +804,10 @@ impl InventoryDiff<'_> {
             .store
             .known_images_by_key(self.target, self.image_type, &unseen)
             .await?;
-        self.known.extend(found.into_iter().map(|(key, k)| {
-            let known = Known {
-                row_id: Some(k.row_id),
-                content_hash: k.content_hash,
-                deleted: k.deleted,
-                listed_in: 0,
-            };
-            (key, known)
-        }));
+        for (key, k) in found {
+            let known = Known::stored(k.row_id, k.content_hash, k.deleted)?;
+            self.known.insert(key, known);
+        }
         Ok(())
     }
 
@@ -778,5 +826,44 @@ impl InventoryDiff<'_> {
         self.store.upsert_images(self.target, &self.queued).await?;
         self.queued.clear();
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod known_tests {
+    use super::Known;
+
+    #[test]
+    fn a_known_image_packs_into_16_bytes_and_reads_back_as_stored() {
+        assert_eq!(std::mem::size_of::<Known>(), 16);
+        for (row, hash, deleted) in [
+            (1, -1, false),
+            (42, i64::MIN, true),
+            (Known::MAX_ROW_ID, 7, true),
+        ] {
+            let mut k = Known::stored(row, hash, deleted).expect("a valid row");
+            assert_eq!(
+                (k.row_id(), k.content_hash, k.deleted()),
+                (Some(row), hash, deleted)
+            );
+            assert_eq!(k.listed_in(), 0);
+            k.set_listed_in(3);
+            assert_eq!(
+                (k.row_id(), k.deleted(), k.listed_in()),
+                (Some(row), deleted, 3)
+            );
+        }
+        let new = Known::inserted(9, 2);
+        assert_eq!(
+            (new.row_id(), new.deleted(), new.listed_in()),
+            (None, false, 2)
+        );
+    }
+
+    #[test]
+    fn a_row_id_the_store_cannot_have_written_is_an_error_not_another_row() {
+        for row in [0, -5, Known::MAX_ROW_ID + 1, i64::MAX] {
+            assert!(Known::stored(row, 1, false).is_err(), "{row}");
+        }
     }
 }

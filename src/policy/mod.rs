@@ -32,7 +32,9 @@ use serde::Serialize;
 
 use crate::config::{PolicySettings, Rule};
 use crate::domain::clock::ms;
-use crate::domain::{Candidate, Due, DueReason, Planned, ScanStatus, Target, Unsubmittable};
+use crate::domain::{
+    Candidate, Due, DueReason, ImageType, PlanGroup, Planned, ScanStatus, Target, Unsubmittable,
+};
 
 /// Why an eligible image is not due now.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord, Serialize)]
@@ -167,7 +169,8 @@ fn judge(
         .enumerate()
         .find(|(_, r)| r.matches(&c.namespace, &c.image_name, &c.image_version))
     {
-        Some((i, rule)) => (Some(i), Some(rule)),
+        // Validation keeps the rules within `MAX_RULES`, so every index fits.
+        Some((i, rule)) => (u16::try_from(i).ok(), Some(rule)),
         None => (None, None),
     };
     if rule.is_some_and(|r| r.skip) {
@@ -336,6 +339,8 @@ pub struct Planner {
     limit: Option<(usize, Cap)>,
     /// Per target; targets are planned one after the other, so the last entry is current.
     by_target: Vec<(Arc<str>, Tally)>,
+    /// The target and type pairs seen so far, shared by their due images.
+    groups: Vec<Arc<PlanGroup>>,
 }
 
 /// A due image ordered by [`order_key`], so that the heap's top is the one to drop first.
@@ -377,6 +382,7 @@ impl Planner {
             kept: BinaryHeap::new(),
             limit,
             by_target: Vec::new(),
+            groups: Vec::new(),
         }
     }
 
@@ -403,14 +409,14 @@ impl Planner {
             }
         }
         if let Verdict::Due(due) = verdict {
-            let planned = Planned {
-                row_id: c.row_id,
-                target: Arc::clone(target_name),
-                image_type: c.image_type.clone(),
+            let group = self.group(target_name, &c.image_type);
+            let planned = Planned::new(
+                c.row_id,
+                group,
                 due,
-                latest_scan_time: c.latest_scan_time,
-                last_submitted_at: c.last_submitted_at,
-            };
+                c.latest_scan_time,
+                c.last_submitted_at,
+            );
             if let Some((limit, _)) = self.limit
                 && self.kept.len() >= limit
             {
@@ -423,6 +429,27 @@ impl Planner {
                 }
             }
             self.kept.push(Ranked(planned));
+        }
+    }
+
+    /// The shared group of `target` and `image_type`: the last one asked for, as a rule,
+    /// since candidates come a target and a type at a time.
+    fn group(&mut self, target: &Arc<str>, image_type: &ImageType) -> Arc<PlanGroup> {
+        let found = self
+            .groups
+            .iter()
+            .rev()
+            .find(|g| Arc::ptr_eq(&g.target, target) && g.image_type == *image_type);
+        match found {
+            Some(group) => Arc::clone(group),
+            None => {
+                let group = Arc::new(PlanGroup {
+                    target: Arc::clone(target),
+                    image_type: image_type.clone(),
+                });
+                self.groups.push(Arc::clone(&group));
+                group
+            }
         }
     }
 
@@ -456,7 +483,7 @@ fn order_key(d: &Planned) -> (std::cmp::Reverse<i64>, DueReason, Option<i64>, i6
     (
         std::cmp::Reverse(d.due.priority),
         d.due.reason,
-        d.latest_scan_time,
+        d.latest_scan_time(),
         d.row_id,
     )
 }

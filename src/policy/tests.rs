@@ -626,7 +626,7 @@ proptest! {
             );
             let recent = c.last_submitted_at.is_some_and(|at| NOW - at <= 6 * HOUR);
             prop_assert!(!(c.in_flight && recent), "an image in flight");
-            prop_assert_eq!(d.latest_scan_time, c.latest_scan_time);
+            prop_assert_eq!(d.latest_scan_time(), c.latest_scan_time);
         }
         // Everything due before the caps that was cut ranks after everything kept.
         let kept = plan.due.len();

@@ -3,6 +3,7 @@
 //! policy's view, the submission protocol, the run log. A new backend adds one test that
 //! opens it and calls [`suite`].
 
+use std::sync::Arc;
 use std::time::Duration;
 
 use super::{
@@ -12,7 +13,8 @@ use super::{
 };
 use crate::domain::{
     BatchFailure, Candidate, Clock, Due, DueReason, Image, ImageType, Job, JobOutcome,
-    NativeScanPolicy, PayPerScan, Planned, ScanStatus, ScanTask, Severity, Unsubmittable,
+    NativeScanPolicy, PayPerScan, PlanGroup, Planned, ScanStatus, ScanTask, Severity,
+    Unsubmittable,
 };
 
 /// Where the suite's clock starts (2027-01-15, well away from any day boundary).
@@ -442,18 +444,22 @@ async fn policy_codes(store: &Store) {
 }
 
 fn planned(c: &Candidate, target: &str, reason: DueReason) -> Planned {
-    Planned {
-        row_id: c.row_id,
+    let group = PlanGroup {
         target: target.into(),
         image_type: c.image_type.clone(),
-        due: Due {
-            reason,
-            rule: Some(0),
-            priority: 3,
-        },
-        latest_scan_time: c.latest_scan_time,
-        last_submitted_at: c.last_submitted_at,
-    }
+    };
+    let due = Due {
+        reason,
+        rule: Some(0),
+        priority: 3,
+    };
+    Planned::new(
+        c.row_id,
+        Arc::new(group),
+        due,
+        c.latest_scan_time,
+        c.last_submitted_at,
+    )
 }
 
 async fn submissions(store: &Store) {

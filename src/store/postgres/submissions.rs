@@ -77,7 +77,7 @@ impl Submissions for PgBackend {
         // claimed by another process (or deleted) meanwhile: it is left out, not sent twice.
         let items: Vec<DueImage> = items
             .iter()
-            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at))
+            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()))
             .cloned()
             .collect();
         if items.is_empty() {

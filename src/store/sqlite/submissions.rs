@@ -94,7 +94,7 @@ impl Submissions for SqliteBackend {
         // after the other process may have claimed the image.)
         let items: Vec<DueImage> = items
             .iter()
-            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at))
+            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()))
             .cloned()
             .collect();
         if items.is_empty() {
