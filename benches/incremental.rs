@@ -334,7 +334,7 @@ async fn scan(app: &App, fence: &Fence) -> Vec<i64> {
         .iter()
         .filter(|batch| batch.state == BatchState::Sent)
         .flat_map(|batch| &batch.first_submitted_after)
-        .map(|took| i64::try_from(took.as_millis()).unwrap_or(i64::MAX))
+        .map(|seconds| (f64::from(*seconds) * 1000.0).round() as i64)
         .collect()
 }
 

@@ -489,8 +489,8 @@ impl Metrics {
                 let waited = self
                     .time_to_submit
                     .with_label_values(&[batch.target.as_str()]);
-                for took in &batch.first_submitted_after {
-                    waited.observe(took.as_secs_f64());
+                for seconds in &batch.first_submitted_after {
+                    waited.observe(f64::from(*seconds));
                 }
                 for (reason, n) in &batch.reasons {
                     self.images_submitted

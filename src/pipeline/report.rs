@@ -216,9 +216,10 @@ pub struct BatchReport {
     /// The scan task HSS made of it (current API).
     pub task_id: Option<String>,
     /// For each image this batch submitted for the first time (no earlier submission of ours
-    /// counted), how long after it appeared: its `latest_update_time`, or when a sync first
-    /// saw it.
-    pub first_submitted_after: Vec<Duration>,
+    /// counted), how many seconds after it appeared: its `latest_update_time`, or when a sync
+    /// first saw it. As `f32`: a histogram needs no finer resolution (a millisecond up to 4
+    /// hours, a second up to 194 days), and a scan of a million new images keeps a million.
+    pub first_submitted_after: Vec<f32>,
 }
 
 /// `batch <id> <target> <type>: N images <state>`: one line of `hss-scand scan`.

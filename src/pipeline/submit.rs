@@ -9,7 +9,6 @@
 //! submission, sees that nothing moved (never received, due again).
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use super::TargetApi;
 use super::report::{BatchReport, BatchState, ScanReport};
@@ -225,13 +224,10 @@ fn send_batch<'a>(
         // The batch is recorded as submitted now; an image with no submission before this one
         // (a refused or lost one does not count) is submitted for the first time.
         let submitted_at = store.clock().now_ms();
-        let first_submitted_after: Vec<Duration> = items
+        let first_submitted_after: Vec<f32> = items
             .iter()
             .filter(|d| d.last_submitted_at.is_none())
-            .map(|d| {
-                let waited = submitted_at.saturating_sub(d.appeared_at).max(0);
-                Duration::from_millis(u64::try_from(waited).unwrap_or(0))
-            })
+            .map(|d| submitted_at.saturating_sub(d.appeared_at).max(0) as f32 / 1000.0)
             .collect();
         let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
         let gate = LeaseGate { store, fence };
