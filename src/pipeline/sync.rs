@@ -393,12 +393,14 @@ async fn load_known(
     target: &str,
     image_type: &ImageType,
 ) -> Result<HashMap<i64, Known>, StoreError> {
-    store
-        .known_images(target, image_type)
-        .await?
-        .into_iter()
-        .map(|(key, k)| Ok((key, Known::stored(k.row_id, k.content_hash, k.deleted)?)))
-        .collect()
+    let stored = store.known_images(target, image_type).await?;
+    // Sized once: collecting through a `Result` would hide the size and grow the map by
+    // doubling, rehashing a million entries several times.
+    let mut known = HashMap::with_capacity(stored.len());
+    for (key, k) in stored {
+        known.insert(key, Known::stored(k.row_id, k.content_hash, k.deleted)?);
+    }
+    Ok(known)
 }
 
 /// The windows of an incremental listing, one filtered listing each, in order; the first

@@ -185,7 +185,12 @@ async fn inventory(store: &Store) {
         PreparedImage::new(refused.clone()),
     ];
     store.upsert_images("inv", &first).await.expect("insert");
-    let known = store.known_images("inv", &t).await.expect("known");
+    let known: std::collections::HashMap<i64, crate::store::KnownImage> = store
+        .known_images("inv", &t)
+        .await
+        .expect("known")
+        .into_iter()
+        .collect();
     assert_eq!(known.len(), 2);
     for p in &first {
         let k = known[&p.key_hash];
@@ -235,7 +240,12 @@ async fn inventory(store: &Store) {
         0,
         "only present images count"
     );
-    let known = store.known_images("inv", &t).await.expect("known");
+    let known: std::collections::HashMap<i64, crate::store::KnownImage> = store
+        .known_images("inv", &t)
+        .await
+        .expect("known")
+        .into_iter()
+        .collect();
     assert!(known[&first[0].key_hash].deleted);
     assert_eq!(
         store

@@ -145,7 +145,7 @@ pub(crate) trait Inventory: Send + Sync {
         &self,
         target: &str,
         image_type: &ImageType,
-    ) -> Result<HashMap<i64, KnownImage>, StoreError>;
+    ) -> Result<Vec<(i64, KnownImage)>, StoreError>;
     async fn upsert_images(
         &self,
         target: &str,
@@ -334,12 +334,14 @@ impl Store {
 
     // ----- The inventory -----
 
-    /// Key hash → what is stored, for every image (present or deleted) of a target and type.
+    /// Key hash and what is stored, in row order, for every image (present or deleted) of a
+    /// target and type. A list rather than a map: the caller builds its own map, sized once,
+    /// instead of a second one beside it (a million entries each).
     pub async fn known_images(
         &self,
         target: &str,
         image_type: &ImageType,
-    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
+    ) -> Result<Vec<(i64, KnownImage)>, StoreError> {
         self.backend.known_images(target, image_type).await
     }
 

@@ -155,19 +155,19 @@ fn last_of_each_key(images: &[PreparedImage]) -> Vec<&PreparedImage> {
 
 #[async_trait]
 impl Inventory for PgBackend {
-    /// Key hash → what is stored, for every image (present or deleted) of a target and type,
-    /// read [`INDEX_CHUNK`] rows at a time, each chunk packed by PostgreSQL into one `bytea`
+    /// Key hash and what is stored, in row order, for every image (present or deleted) of a
+    /// target and type, read [`INDEX_CHUNK`] rows at a time, each chunk packed by PostgreSQL into one `bytea`
     /// of [`PACKED_ROW`] bytes a row (see `candidates` for why not arrays or rows).
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
     async fn known_images(
         &self,
         target: &str,
         image_type: &ImageType,
-    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
+    ) -> Result<Vec<(i64, KnownImage)>, StoreError> {
         let corrupt = || StoreError::Corrupt {
             what: "the inventory index",
         };
-        let mut known = HashMap::new();
+        let mut known = Vec::new();
         let mut after = 0i64;
         loop {
             let packed: Option<Vec<u8>> = sqlx::query_scalar(
@@ -197,14 +197,12 @@ impl Inventory for PgBackend {
             for row in packed.chunks_exact(PACKED_ROW) {
                 let row_id = number(row, 0);
                 after = after.max(row_id);
-                known.insert(
-                    number(row, 8),
-                    KnownImage {
-                        row_id,
-                        content_hash: number(row, 16),
-                        deleted: row[24] != 0,
-                    },
-                );
+                let stored = KnownImage {
+                    row_id,
+                    content_hash: number(row, 16),
+                    deleted: row[24] != 0,
+                };
+                known.push((number(row, 8), stored));
             }
             if ((packed.len() / PACKED_ROW) as i64) < INDEX_CHUNK {
                 break;

@@ -5,8 +5,6 @@
 //! images apart, at about 30 MB per million images. Unchanged images are not written at all;
 //! the rest go in multi-row upserts, in transactions of a few thousand images.
 
-use std::collections::HashMap;
-
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
 
@@ -21,22 +19,20 @@ use crate::store::{
 /// Rows per packed read of the inventory index.
 const INDEX_CHUNK: i64 = 20_000;
 
-/// Parses `id key_hash content_hash deleted …` into the map; `None` if it is not that.
-fn unpack_index(packed: &str, known: &mut HashMap<i64, KnownImage>) -> Option<()> {
+/// Parses `id key_hash content_hash deleted …` onto `known`; `None` if it is not that.
+fn unpack_index(packed: &str, known: &mut Vec<(i64, KnownImage)>) -> Option<()> {
     let mut numbers = packed.split(' ').map(str::parse::<i64>);
     while let Some(id) = numbers.next() {
         let id = id.ok()?;
         let key_hash = numbers.next()?.ok()?;
         let content_hash = numbers.next()?.ok()?;
         let deleted = numbers.next()?.ok()? != 0;
-        known.insert(
-            key_hash,
-            KnownImage {
-                row_id: id,
-                content_hash,
-                deleted,
-            },
-        );
+        let stored = KnownImage {
+            row_id: id,
+            content_hash,
+            deleted,
+        };
+        known.push((key_hash, stored));
     }
     Some(())
 }
@@ -46,7 +42,8 @@ const ROWS_PER_STATEMENT: usize = 500;
 
 #[async_trait]
 impl Inventory for SqliteBackend {
-    /// Key hash → what is stored, for every image (present or deleted) of a target and type.
+    /// Key hash and what is stored, in row order, for every image (present or deleted) of a
+    /// target and type.
     ///
     /// Rows come packed, [`INDEX_CHUNK`] per query, as one text of numbers: sqlx spends about
     /// 3.5 µs on each row it hands over, which for this one bulk read was a third of an
@@ -56,8 +53,8 @@ impl Inventory for SqliteBackend {
         &self,
         target: &str,
         image_type: &ImageType,
-    ) -> Result<HashMap<i64, KnownImage>, StoreError> {
-        let mut known = HashMap::new();
+    ) -> Result<Vec<(i64, KnownImage)>, StoreError> {
+        let mut known = Vec::new();
         let mut after = 0i64;
         loop {
             let (rows, last, packed): (i64, Option<i64>, Option<String>) = sqlx::query_as(
@@ -392,23 +389,28 @@ mod tests {
 
     #[test]
     fn the_packed_index_unpacks_and_refuses_garbage() {
-        let mut known = HashMap::new();
+        let mut known = Vec::new();
         unpack_index("1 -5 7 0 2 9 -9 1", &mut known).unwrap();
         assert_eq!(
-            known[&-5],
-            KnownImage {
-                row_id: 1,
-                content_hash: 7,
-                deleted: false
-            }
-        );
-        assert_eq!(
-            known[&9],
-            KnownImage {
-                row_id: 2,
-                content_hash: -9,
-                deleted: true
-            }
+            known,
+            vec![
+                (
+                    -5,
+                    KnownImage {
+                        row_id: 1,
+                        content_hash: 7,
+                        deleted: false
+                    }
+                ),
+                (
+                    9,
+                    KnownImage {
+                        row_id: 2,
+                        content_hash: -9,
+                        deleted: true
+                    }
+                )
+            ]
         );
         assert!(unpack_index("1 2 3", &mut known).is_none());
         assert!(unpack_index("1 x 3 0", &mut known).is_none());
