@@ -1,7 +1,8 @@
 //! Planning and submission: `cargo bench --bench scan`.
 //!
 //! 1. 50,000 due images submitted by `hss-scand scan`: batch-scan calls, wall time and the
-//!    peak RSS of the `hss-scand` process (from `wait4`). Target: 5 calls, under 50 MB.
+//!    peak RSS of the `hss-scand` process (from `wait4`). Target: one call per
+//!    `policy.batch_size` images (50 at the default 1,000), under 50 MB.
 //! 2. `plan` over 1,000,000 images in the database (synced from a release `hss-sim`): the
 //!    due list computed in-process (load, policy, order), and the `hss-scand plan` command.
 //!    Target: under 1 s.
