@@ -50,8 +50,9 @@ pub const PAGE_CONCURRENCY: usize = 4;
 const ROWS_PER_TRANSACTION: usize = 4_000;
 
 /// The most images a first full listing reserves room for in advance, from HSS's
-/// `total_num`: a wrong count costs at most the map's control bytes (16 MB) up front.
-const MAX_RESERVED_IMAGES: usize = 1 << 24;
+/// `total_num`. The map's slots are touched only as images arrive, but its control bytes
+/// (one per slot, 2^23 slots here) are written at once: a wrong count costs at most 8 MB.
+const MAX_RESERVED_IMAGES: usize = 1 << 22;
 
 /// How to sync (from `[hss]`, `[sync]` and `[policy]`).
 #[derive(Debug, Clone, Copy, PartialEq)]
