@@ -185,12 +185,7 @@ async fn inventory(store: &Store) {
         PreparedImage::new(refused.clone()),
     ];
     store.upsert_images("inv", &first).await.expect("insert");
-    let known: std::collections::HashMap<i64, crate::store::KnownImage> = store
-        .known_images("inv", &t)
-        .await
-        .expect("known")
-        .into_iter()
-        .collect();
+    let known = known_by_key(store, &t).await;
     assert_eq!(known.len(), 2);
     for p in &first {
         let k = known[&p.key_hash];
@@ -240,12 +235,7 @@ async fn inventory(store: &Store) {
         0,
         "only present images count"
     );
-    let known: std::collections::HashMap<i64, crate::store::KnownImage> = store
-        .known_images("inv", &t)
-        .await
-        .expect("known")
-        .into_iter()
-        .collect();
+    let known = known_by_key(store, &t).await;
     assert!(known[&first[0].key_hash].deleted);
     assert_eq!(
         store
@@ -451,6 +441,15 @@ async fn policy_codes(store: &Store) {
         .await
         .expect("failed");
     check(&candidates(store, target, true).await, &|_| false);
+}
+
+/// What the store knows of target `inv`'s images of type `t`, by key hash.
+async fn known_by_key(
+    store: &Store,
+    t: &ImageType,
+) -> std::collections::HashMap<i64, crate::store::KnownImage> {
+    let known = store.known_images("inv", t).await.expect("known");
+    known.into_iter().collect()
 }
 
 fn planned(c: &Candidate, target: &str, reason: DueReason) -> Planned {
