@@ -397,34 +397,7 @@ async fn policy_codes(store: &Store) {
     let check = |seen: &[Candidate], in_flight: &dyn Fn(i64) -> bool| {
         assert_eq!(seen.len(), want.len());
         for c in seen {
-            let w = by_name(c);
-            let name = &w.image_name;
-            // Unknown values come back as `Other` without their text, which the policy
-            // never reads.
-            let same_type = c.image_type == w.image_type
-                || matches!(
-                    (&c.image_type, &w.image_type),
-                    (ImageType::Other(_), ImageType::Other(_))
-                );
-            let same_status = c.scan_status == w.scan_status
-                || matches!(
-                    (&c.scan_status, &w.scan_status),
-                    (ScanStatus::Other(_), ScanStatus::Other(_))
-                );
-            assert!(
-                same_type,
-                "{name}: {:?} for {:?}",
-                c.image_type, w.image_type
-            );
-            assert!(
-                same_status,
-                "{name}: {:?} for {:?}",
-                c.scan_status, w.scan_status
-            );
-            assert_eq!(c.scannable, w.scannable, "{name}: scannable");
-            assert_eq!(c.latest_version, w.latest_version, "{name}: latest");
-            assert_eq!(c.unsubmittable, w.unsubmittable, "{name}: verdict");
-            assert_eq!(c.in_flight, in_flight(c.row_id), "{name}: in flight");
+            assert_candidate_reads_back(c, &by_name(c), in_flight(c.row_id));
         }
     };
     check(&candidates(store, target, true).await, &|id| {
@@ -441,6 +414,37 @@ async fn policy_codes(store: &Store) {
         .await
         .expect("failed");
     check(&candidates(store, target, true).await, &|_| false);
+}
+
+/// Asserts that candidate `c` carries what was stored of `w`: type, status, flags, verdict,
+/// and whether it is `in_flight`. Unknown types and statuses come back as `Other` without
+/// their text, which the policy never reads.
+pub(super) fn assert_candidate_reads_back(c: &Candidate, w: &Image, in_flight: bool) {
+    let name = &w.image_name;
+    let same_type = c.image_type == w.image_type
+        || matches!(
+            (&c.image_type, &w.image_type),
+            (ImageType::Other(_), ImageType::Other(_))
+        );
+    let same_status = c.scan_status == w.scan_status
+        || matches!(
+            (&c.scan_status, &w.scan_status),
+            (ScanStatus::Other(_), ScanStatus::Other(_))
+        );
+    assert!(
+        same_type,
+        "{name}: type {:?} for {:?}",
+        c.image_type, w.image_type
+    );
+    assert!(
+        same_status,
+        "{name}: status {:?} for {:?}",
+        c.scan_status, w.scan_status
+    );
+    assert_eq!(c.scannable, w.scannable, "{name}: scannable");
+    assert_eq!(c.latest_version, w.latest_version, "{name}: latest");
+    assert_eq!(c.unsubmittable, w.unsubmittable, "{name}: verdict");
+    assert_eq!(c.in_flight, in_flight, "{name}: in flight");
 }
 
 /// What the store knows of target `inv`'s images of type `t`, by key hash.
