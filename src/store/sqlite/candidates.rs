@@ -353,7 +353,8 @@ mod tests {
 
     /// A database made before migration 0011 gets, from the migration's SQL, the digest
     /// hashes the sync and the submissions compute in Rust: a re-pushed tag is recognised
-    /// from the first plan after the upgrade, with no new submission or sync needed.
+    /// from the first plan after the upgrade, with no new submission or sync needed. The
+    /// same rows then go through migration 0012's rebuild of `images`.
     #[tokio::test]
     async fn migration_0011_hashes_the_digests_of_an_existing_database_as_rust_does() {
         let dir = tempfile::tempdir().expect("tempdir");
@@ -453,6 +454,34 @@ mod tests {
             digest_hash(&submitted),
             "the refused item does not count"
         );
+        // Migration 0012 rebuilt `images` under these rows: ids kept, no reference left
+        // dangling, the key unique, and foreign keys enforced again.
+        let dangling = sqlx::query("PRAGMA foreign_key_check")
+            .fetch_all(&backend.writer)
+            .await
+            .expect("check the foreign keys");
+        assert!(
+            dangling.is_empty(),
+            "{} dangling references",
+            dangling.len()
+        );
+        let enforced: i64 = sqlx::query_scalar("PRAGMA foreign_keys")
+            .fetch_one(&backend.writer)
+            .await
+            .expect("read the pragma");
+        assert_eq!(enforced, 1);
+        let twice = sqlx::query(
+            "INSERT INTO images (target, image_type, namespace, image_name, image_version, \
+             instance_id, key_hash, content_hash, instance_name, instance_url, hss_image_id, \
+             image_digest, scan_status, scan_failed_desc, domain_name, shared_status, \
+             first_seen_at, changed_at) \
+             VALUES ('t', 'private_image', 'ns', 'x', 'v1', '', 1, 0, '', '', '', '', \
+             'success', '', '', '', 0, 0)",
+        )
+        .execute(&backend.writer)
+        .await
+        .expect_err("the key of image 1 again");
+        assert!(twice.to_string().contains("UNIQUE"), "{twice}");
         let mut seen = Vec::new();
         backend
             .visit_candidates("t", false, &mut |c| seen.push(c.clone()))

@@ -4,6 +4,19 @@
 //! two 64-bit hashes ([`KnownImage`]): enough to tell new, changed, unchanged and vanished
 //! images apart, at about 30 MB per million images. Unchanged images are not written at all;
 //! the rest go in multi-row upserts, in transactions of a few thousand images.
+//!
+//! A first load (a sync into an empty inventory) writes without the key index
+//! `images_by_key` and builds it once at its end. That index is keyed by a hash, so every
+//! row lands on a random page of it: kept up row by row, it was nearly half of the CPU of a
+//! first sync of a million images (each commit rewrote most of its pages to the WAL), and
+//! built once, by sorting, it costs about a second. Every image of a first load is new, so
+//! its inserts need no conflict clause. While the index is down nothing else may write
+//! images: the load takes it down only if the table is empty and the index is there, in one
+//! write transaction, so two processes never both load; another process's upsert meanwhile
+//! fails on its conflict clause rather than writing a duplicate; and any process that opens
+//! the database builds the index if it is missing, which repairs a load that crashed.
+
+use std::sync::atomic::Ordering;
 
 use async_trait::async_trait;
 use sqlx::{QueryBuilder, Sqlite};
@@ -39,6 +52,84 @@ fn unpack_index(packed: &str, known: &mut Vec<(i64, KnownImage)>) -> Option<()> 
 
 /// Rows per upsert statement: 37 columns × 500 rows stays under SQLite's 32,766 variables.
 const ROWS_PER_STATEMENT: usize = 500;
+
+/// The inventory's key (migration 0012), built when missing.
+const KEY_INDEX: &str =
+    "CREATE UNIQUE INDEX IF NOT EXISTS images_by_key ON images (target, key_hash)";
+
+/// Builds the key index, sorting in temporary files: in memory (the connection's
+/// `temp_store`), the sort of a million keys was 35 MB of peak. Deployments give SQLite a
+/// writable temporary directory (`SQLITE_TMPDIR`).
+async fn build_key_index(writer: &sqlx::SqlitePool) -> Result<(), StoreError> {
+    let mut conn = writer
+        .acquire()
+        .await
+        .context("build the inventory's key index")?;
+    sqlx::query("PRAGMA temp_store = FILE")
+        .execute(&mut *conn)
+        .await
+        .context("build the inventory's key index")?;
+    let built = sqlx::query(KEY_INDEX).execute(&mut *conn).await;
+    let restored = sqlx::query("PRAGMA temp_store = MEMORY")
+        .execute(&mut *conn)
+        .await;
+    built.context("build the inventory's key index")?;
+    restored.context("build the inventory's key index")?;
+    Ok(())
+}
+
+impl SqliteBackend {
+    /// Builds the key index if it is missing: a first load that crashed, or one another
+    /// process is running (which then carries on with the index in place, only slower).
+    pub(super) async fn restore_key_index(&self) -> Result<(), StoreError> {
+        let missing: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'index' AND name = 'images_by_key')",
+        )
+        .fetch_one(&self.writer)
+        .await
+        .context("look for the inventory's key index")?;
+        if missing {
+            tracing::warn!("building the inventory's key index, which a first load left down");
+            self.build_key_index().await?;
+        }
+        Ok(())
+    }
+
+    async fn build_key_index(&self) -> Result<(), StoreError> {
+        build_key_index(&self.writer).await
+    }
+
+    /// Takes the key index down if the inventory is empty; returns whether it did.
+    async fn start_first_load(&self) -> Result<bool, StoreError> {
+        let mut tx = self.write().await?;
+        let empty: bool = sqlx::query_scalar(
+            "SELECT NOT EXISTS (SELECT 1 FROM images) AND EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'index' AND name = 'images_by_key')",
+        )
+        .fetch_one(&mut *tx)
+        .await
+        .context("check whether the inventory is empty")?;
+        if empty {
+            sqlx::query("DROP INDEX images_by_key")
+                .execute(&mut *tx)
+                .await
+                .context("start a first load")?;
+        }
+        tx.commit().await.context("start a first load")?;
+        self.first_load.store(empty, Ordering::SeqCst);
+        Ok(empty)
+    }
+
+    /// Ends a first load, if one is running: builds the key index.
+    async fn finish_first_load(&self) -> Result<(), StoreError> {
+        if self.first_load.load(Ordering::SeqCst) {
+            self.build_key_index().await?;
+            self.first_load.store(false, Ordering::SeqCst);
+        }
+        Ok(())
+    }
+}
 
 #[async_trait]
 impl Inventory for SqliteBackend {
@@ -95,6 +186,7 @@ impl Inventory for SqliteBackend {
         images: &[PreparedImage],
         now: i64,
     ) -> Result<(), StoreError> {
+        let first_load = self.first_load.load(Ordering::SeqCst);
         let mut tx = self.write().await?;
         for chunk in images.chunks(ROWS_PER_STATEMENT) {
             let mut q: QueryBuilder<Sqlite> = QueryBuilder::new(
@@ -149,6 +241,14 @@ impl Inventory for SqliteBackend {
                     .push_bind(now)
                     .push_bind(None::<i64>);
             });
+            // A first load's images are all new, and there is no key index to conflict on.
+            if first_load {
+                q.build()
+                    .execute(&mut *tx)
+                    .await
+                    .context("write a page of images")?;
+                continue;
+            }
             q.push(
                 " ON CONFLICT (target, key_hash) DO UPDATE SET \
                  content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
@@ -173,10 +273,19 @@ impl Inventory for SqliteBackend {
                  WHERE images.content_hash <> excluded.content_hash \
                  OR images.deleted_at IS NOT NULL",
             );
-            q.build()
-                .execute(&mut *tx)
-                .await
-                .context("write a page of images")?;
+            q.build().execute(&mut *tx).await.map_err(|source| {
+                // The key index is down: another process is loading the empty inventory.
+                let what = if source
+                    .to_string()
+                    .contains("ON CONFLICT clause does not match")
+                {
+                    "write a page of images while another process loads the empty inventory \
+                     (this sync fails; the next one, after that load, works)"
+                } else {
+                    "write a page of images"
+                };
+                StoreError::Query { what, source }
+            })?;
         }
         tx.commit().await.context("write a page of images")
     }
@@ -363,7 +472,18 @@ impl Inventory for SqliteBackend {
     }
 
     async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
-        self.set_write_cache(bulk).await
+        if bulk {
+            self.set_write_cache(true).await?;
+            if self.start_first_load().await? {
+                tracing::info!("the inventory is empty: loading it, then building its key index");
+            }
+            Ok(())
+        } else {
+            // The index is sorted with the large cache still in place.
+            let built = self.finish_first_load().await;
+            let shrunk = self.set_write_cache(false).await;
+            built.and(shrunk)
+        }
     }
 
     fn end_bulk_writes_in_background(&self) {
@@ -371,7 +491,11 @@ impl Inventory for SqliteBackend {
         // writer is doing, if there is still a runtime to run it on.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let writer = self.writer.clone();
+            let first_load = self.first_load.swap(false, Ordering::SeqCst);
             runtime.spawn(async move {
+                if first_load && let Err(err) = build_key_index(&writer).await {
+                    tracing::warn!(error = %err, "cannot build the inventory's key index after a first load; the next start builds it");
+                }
                 let reset = sqlx::query(sqlx::AssertSqlSafe(super::write_cache_pragma(false)))
                     .execute(&writer)
                     .await;
@@ -386,6 +510,113 @@ impl Inventory for SqliteBackend {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::store::Backend;
+
+    async fn key_index_exists(backend: &SqliteBackend) -> bool {
+        sqlx::query_scalar(
+            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
+             WHERE type = 'index' AND name = 'images_by_key')",
+        )
+        .fetch_one(&backend.writer)
+        .await
+        .expect("read the schema")
+    }
+
+    async fn rows(backend: &SqliteBackend) -> i64 {
+        sqlx::query_scalar("SELECT COUNT(*) FROM images")
+            .fetch_one(&backend.writer)
+            .await
+            .expect("count")
+    }
+
+    fn images(names: &[&str]) -> Vec<PreparedImage> {
+        names
+            .iter()
+            .map(|n| PreparedImage::new(Image::example(n)))
+            .collect()
+    }
+
+    /// A sync into an empty inventory loads without the key index and builds it at its end;
+    /// the next sync upserts against it, so the same images are rewritten, not duplicated.
+    #[tokio::test]
+    async fn a_first_load_builds_the_key_index_at_its_end_and_later_syncs_upsert() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let backend = SqliteBackend::open(&url, 0).await.expect("open");
+        assert!(key_index_exists(&backend).await, "migrated with the index");
+
+        backend.bulk_writes(true).await.expect("start");
+        assert!(!key_index_exists(&backend).await, "down for the first load");
+        backend
+            .upsert_images("t", &images(&["a", "b"]), 1)
+            .await
+            .expect("load");
+        backend.bulk_writes(false).await.expect("finish");
+        assert!(key_index_exists(&backend).await, "built at the end");
+
+        // Not empty any more: the next sync keeps the index and upserts.
+        backend.bulk_writes(true).await.expect("start");
+        assert!(key_index_exists(&backend).await, "kept for a later sync");
+        let mut changed = images(&["a", "c"]);
+        changed[0].image.vul_num = Some(7);
+        changed[0] = PreparedImage::new(changed[0].image.clone());
+        backend
+            .upsert_images("t", &changed, 2)
+            .await
+            .expect("upsert");
+        backend.bulk_writes(false).await.expect("finish");
+        assert_eq!(rows(&backend).await, 3, "a, b and c once each");
+        let vul: Option<i64> =
+            sqlx::query_scalar("SELECT vul_num FROM images WHERE image_name = 'a'")
+                .fetch_one(&backend.writer)
+                .await
+                .expect("read a");
+        assert_eq!(vul, Some(7), "a was rewritten in place");
+        Backend::close(&backend).await;
+    }
+
+    /// While one process loads without the key index, another cannot load too, and its
+    /// upsert fails instead of writing a duplicate; a process that opens the database builds
+    /// a missing index, which is how a first load that crashed is repaired.
+    #[tokio::test]
+    async fn while_the_key_index_is_down_no_duplicate_can_be_written_and_opening_rebuilds_it() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let loading = SqliteBackend::open(&url, 0).await.expect("open");
+        let other = SqliteBackend::open(&url, 0).await.expect("open");
+        loading.bulk_writes(true).await.expect("start");
+        loading
+            .upsert_images("t", &images(&["a"]), 1)
+            .await
+            .expect("load");
+
+        other.bulk_writes(true).await.expect("start");
+        assert!(
+            !other.first_load.load(Ordering::SeqCst),
+            "only one process loads"
+        );
+        let refused = other
+            .upsert_images("t", &images(&["a"]), 1)
+            .await
+            .expect_err("no conflict target while the index is down");
+        assert!(
+            refused.to_string().contains("another process loads"),
+            "{refused}"
+        );
+        assert_eq!(rows(&loading).await, 1, "nothing written twice");
+
+        // The loading process dies without building the index; the next one to open builds it.
+        Backend::close(&other).await;
+        drop(loading);
+        let reopened = SqliteBackend::open(&url, 0).await.expect("reopen");
+        assert!(key_index_exists(&reopened).await, "rebuilt on open");
+        reopened
+            .upsert_images("t", &images(&["a"]), 2)
+            .await
+            .expect("upsert after the repair");
+        assert_eq!(rows(&reopened).await, 1);
+        Backend::close(&reopened).await;
+    }
 
     #[test]
     fn the_packed_index_unpacks_and_refuses_garbage() {

@@ -8,8 +8,9 @@
 //!
 //! Its tricks, private to it: reads packed many rows to a query ([`candidates`],
 //! [`images`]), a covering index of the policy's fields packed into one integer, a larger
-//! page cache while a sync writes, and runs owned by `pid:start-time` so that a run left
-//! `running` by a dead process is told apart from one in progress ([`super::owner`]).
+//! page cache while a sync writes, a first load that builds the key index once at its end
+//! ([`images`]), and runs owned by `pid:start-time` so that a run left `running` by a dead
+//! process is told apart from one in progress ([`super::owner`]).
 
 mod candidates;
 mod export;
@@ -20,6 +21,7 @@ mod runs;
 mod submissions;
 
 use std::str::FromStr;
+use std::sync::atomic::AtomicBool;
 use std::time::Duration;
 
 use async_trait::async_trait;
@@ -50,6 +52,8 @@ pub(super) struct SqliteBackend {
     writer: SqlitePool,
     reader: SqlitePool,
     owner: ProcessOwner,
+    /// This process dropped the key index for a first load and builds it when the load ends.
+    first_load: AtomicBool,
 }
 
 impl SqliteBackend {
@@ -90,7 +94,9 @@ impl SqliteBackend {
             writer,
             reader,
             owner: ProcessOwner::current(),
+            first_load: AtomicBool::new(false),
         };
+        backend.restore_key_index().await?;
         backend
             .close_runs_of_dead_processes(
                 "sync_runs",
@@ -209,7 +215,8 @@ fn create_private(path: &std::path::Path) -> std::io::Result<()> {
 /// after this one read the list fails ("table images already exists"); either way that
 /// attempt is made again, with a growing pause, for as long as a busy database is waited for
 /// anywhere else. Retrying is safe: sqlx applies each migration and records it in one
-/// transaction, so none is applied twice.
+/// transaction, so none is applied twice; the one migration that cannot run in a transaction
+/// (0012, a table rebuild with foreign keys off) is harmless to apply twice.
 async fn migrated_writer(
     options: &SqliteConnectOptions,
     url: &str,
