@@ -30,7 +30,7 @@ use std::time::Duration;
 use super::report::Reconciled;
 use crate::domain::clock::ms;
 use crate::domain::{ImageType, ScanStatus};
-use crate::store::{BatchStatus, ItemOutcome, OpenItem, Store, StoreError};
+use crate::store::{BatchStatus, ItemOutcome, OPEN_ITEMS_PER_PAGE, OpenItem, Store, StoreError};
 
 /// When an unanswered batch can first be judged never received.
 #[derive(Debug, Clone, Copy)]
@@ -132,29 +132,36 @@ pub async fn reconcile(
     seen: Seen,
 ) -> Result<Reconciled, StoreError> {
     let mut done = Reconciled::default();
-    let mut closing = Vec::new();
     let lost_after = LostAfter::read(store, submit_grace, signed_request_lifetime).await?;
-    for item in store.open_items(target, image_type).await? {
-        match decide(&item, sync_started_at, &lost_after, seen) {
-            None => done.still_open += 1,
-            Some(outcome) => {
-                match outcome {
-                    ItemOutcome::Success => done.success += 1,
-                    ItemOutcome::Failed => done.failed += 1,
-                    ItemOutcome::Lost => done.lost += 1,
-                    ItemOutcome::Vanished => done.vanished += 1,
+    // A page at a time, each page's outcomes in a transaction of their own: every item is
+    // judged on its own, and one the process stops before closing is judged again next time.
+    let mut pages = store.open_item_pages(target, image_type, OPEN_ITEMS_PER_PAGE);
+    let mut closed = 0;
+    while let Some(page) = pages.next_page().await? {
+        let mut closing = Vec::new();
+        for item in page {
+            match decide(&item, sync_started_at, &lost_after, seen) {
+                None => done.still_open += 1,
+                Some(outcome) => {
+                    match outcome {
+                        ItemOutcome::Success => done.success += 1,
+                        ItemOutcome::Failed => done.failed += 1,
+                        ItemOutcome::Lost => done.lost += 1,
+                        ItemOutcome::Vanished => done.vanished += 1,
+                    }
+                    if matches!(outcome, ItemOutcome::Success | ItemOutcome::Failed) {
+                        let took = sync_started_at.saturating_sub(item.submitted_at).max(0);
+                        done.completion_times
+                            .push(Duration::from_millis(u64::try_from(took).unwrap_or(0)));
+                    }
+                    closing.push((item, outcome));
                 }
-                if matches!(outcome, ItemOutcome::Success | ItemOutcome::Failed) {
-                    let took = sync_started_at.saturating_sub(item.submitted_at).max(0);
-                    done.completion_times
-                        .push(Duration::from_millis(u64::try_from(took).unwrap_or(0)));
-                }
-                closing.push((item, outcome));
             }
         }
+        store.close_items(&closing).await?;
+        closed += closing.len();
     }
-    store.close_items(&closing).await?;
-    if !closing.is_empty() {
+    if closed > 0 {
         tracing::info!(
             success = done.success,
             failed = done.failed,

@@ -38,7 +38,9 @@ use crate::config::{IncrementalListing, Settings};
 use crate::domain::Image;
 use crate::domain::{Clock, ImageType, Target};
 use crate::hss::{ChangeWindow, ImagePage, ImageSource, PageRequest, SourceError};
-use crate::store::{ListingKind, PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts};
+use crate::store::{
+    ListingKind, OPEN_ITEMS_PER_PAGE, PreparedImage, Store, StoreError, SyncOutcome, SyncRunCounts,
+};
 
 /// Pages in flight at once. The client's rate limit still applies; this only bounds memory
 /// and lets parsing overlap with writing.
@@ -199,16 +201,20 @@ async fn plan_listing(
     // Reading the open items costs a query; only a sync that could be incremental needs them.
     let could_be_incremental =
         lists_changes && !first_of_process && options.incremental != IncrementalListing::Off;
-    let (open, lost_after) = if could_be_incremental {
+    // What the plan needs of the open items is two numbers, read a page at a time.
+    let mut unsettled = 0;
+    let mut oldest_in_flight = None;
+    if could_be_incremental {
         let lost_after =
             LostAfter::read(store, options.submit_grace, options.signed_request_lifetime).await?;
-        (
-            store.open_items(&target.name, image_type).await?,
-            Some(lost_after),
-        )
-    } else {
-        (Vec::new(), None)
-    };
+        let mut pages = store.open_item_pages(&target.name, image_type, OPEN_ITEMS_PER_PAGE);
+        while let Some(open) = pages.next_page().await? {
+            unsettled += listing::unsettled(&open, history.last_complete_full, now, &lost_after);
+            if let Some(oldest) = open.iter().map(|item| item.submitted_at).min() {
+                oldest_in_flight = Some(oldest_in_flight.map_or(oldest, |o: i64| o.min(oldest)));
+            }
+        }
+    }
     Ok(listing::plan(&listing::Inputs {
         setting: options.incremental,
         lists_changes,
@@ -218,10 +224,8 @@ async fn plan_listing(
         now,
         overlap: options.overlap,
         full_every: options.full_every,
-        unsettled: lost_after.map_or(0, |rules| {
-            listing::unsettled(&open, history.last_complete_full, now, &rules)
-        }),
-        oldest_in_flight: open.iter().map(|item| item.submitted_at).min(),
+        unsettled,
+        oldest_in_flight,
         scanning_timeout: options.scanning_timeout,
     }))
 }

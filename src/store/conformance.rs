@@ -1281,6 +1281,28 @@ pub(crate) async fn contention(stores: &[Store]) {
         .await
         .expect("open");
     assert_eq!(open.len(), all.len(), "one open item per image");
+
+    // Read a page at a time and closed as each page is read, as reconciliation does: every
+    // item comes once, in image row order, and closing one page moves no other.
+    let mut pages = stores[1].open_item_pages(target, &ImageType::Private, 7);
+    let mut paged = Vec::new();
+    while let Some(page) = pages.next_page().await.expect("a page") {
+        assert!(page.len() <= 7);
+        paged.extend(page.iter().map(|item| item.image_row_id));
+        let closing: Vec<_> = page
+            .into_iter()
+            .map(|item| (item, ItemOutcome::Success))
+            .collect();
+        stores[1].close_items(&closing).await.expect("close");
+    }
+    assert_eq!(paged, all, "each item once, in image row order");
+    assert!(
+        stores[0]
+            .open_items(target, &ImageType::Private)
+            .await
+            .expect("open")
+            .is_empty()
+    );
 }
 
 #[tokio::test]

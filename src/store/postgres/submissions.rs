@@ -269,6 +269,8 @@ impl Submissions for PgBackend {
         &self,
         target: &str,
         image_type: &ImageType,
+        after: (i64, i64),
+        limit: i64,
     ) -> Result<Vec<OpenItem>, StoreError> {
         let rows: Vec<OpenItemRow> = sqlx::query_as(
             "SELECT s.id AS item_id, s.image_row_id, s.batch_id, b.status AS batch_status, \
@@ -278,10 +280,14 @@ impl Submissions for PgBackend {
              FROM scan_items s JOIN scan_batches b ON b.id = s.batch_id \
              JOIN images i ON i.id = s.image_row_id \
              WHERE s.outcome IS NULL AND b.status <> 'failed' \
-             AND b.target = $1 AND b.image_type = $2 ORDER BY s.id",
+             AND b.target = $1 AND b.image_type = $2 AND (s.image_row_id, s.id) > ($3, $4) \
+             ORDER BY s.image_row_id, s.id LIMIT $5",
         )
         .bind(target)
         .bind(image_type.as_str())
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
         .fetch_all(&self.pool)
         .await
         .context("read open submissions")?;

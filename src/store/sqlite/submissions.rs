@@ -272,19 +272,28 @@ impl Submissions for SqliteBackend {
         &self,
         target: &str,
         image_type: &ImageType,
+        after: (i64, i64),
+        limit: i64,
     ) -> Result<Vec<OpenItem>, StoreError> {
+        // The partial index of open items is in (image row id, item id) order: each page
+        // starts where the last one ended, without a sort.
         let rows: Vec<OpenItemRow> = sqlx::query_as(
             "SELECT s.id AS item_id, s.image_row_id, s.batch_id, b.status AS batch_status, \
              b.created_at AS submitted_at, s.status_before, s.scan_time_before, \
              i.scan_status, i.latest_scan_time, i.deleted_at IS NOT NULL AS deleted, \
              b.lease_term AS batch_term \
-             FROM scan_items s JOIN scan_batches b ON b.id = s.batch_id \
+             FROM scan_items s INDEXED BY scan_items_open_by_image \
+             JOIN scan_batches b ON b.id = s.batch_id \
              JOIN images i ON i.id = s.image_row_id \
              WHERE s.outcome IS NULL AND b.status <> 'failed' \
-             AND b.target = ? AND b.image_type = ?",
+             AND b.target = ? AND b.image_type = ? AND (s.image_row_id, s.id) > (?, ?) \
+             ORDER BY s.image_row_id, s.id LIMIT ?",
         )
         .bind(target)
         .bind(image_type.as_str())
+        .bind(after.0)
+        .bind(after.1)
+        .bind(limit)
         .fetch_all(&self.reader)
         .await
         .context("read open submissions")?;
