@@ -124,8 +124,10 @@ impl SqliteBackend {
     /// Ends a first load, if one is running: builds the key index.
     async fn finish_first_load(&self) -> Result<(), StoreError> {
         if self.first_load.load(Ordering::SeqCst) {
+            let started = std::time::Instant::now();
             self.build_key_index().await?;
             self.first_load.store(false, Ordering::SeqCst);
+            tracing::info!(took = ?started.elapsed(), "built the inventory's key index after its first load");
         }
         Ok(())
     }

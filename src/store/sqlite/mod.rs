@@ -28,7 +28,7 @@ use async_trait::async_trait;
 use sqlx::sqlite::{
     SqliteArguments, SqliteConnectOptions, SqliteJournalMode, SqlitePoolOptions, SqliteSynchronous,
 };
-use sqlx::{Sqlite, SqlitePool, Transaction};
+use sqlx::{ConnectOptions as _, Sqlite, SqlitePool, Transaction};
 
 use super::owner::ProcessOwner;
 use super::{Backend, Context, StoreError};
@@ -44,6 +44,10 @@ const BUSY_TIMEOUT: Duration = Duration::from_secs(30);
 const WRITER_CACHE_KIB: i64 = 4 * 1024;
 const BULK_WRITER_CACHE_KIB: i64 = 16 * 1024;
 const READER_CACHE_KIB: i64 = 2 * 1024;
+/// When a writer's statement is slow enough to warn about. The writer's bulk statements (a
+/// first load's index build, a migration's table rebuild) take seconds at a million images,
+/// and sqlx's default of one second warned on every healthy first sync; readers keep it.
+const WRITER_SLOW_STATEMENT: Duration = Duration::from_secs(10);
 const READERS: u32 = 4;
 
 /// An SQLite database, opened and migrated.
@@ -254,7 +258,8 @@ async fn try_migrated_writer(
         .connect_with(
             options
                 .clone()
-                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}")),
+                .pragma("cache_size", format!("-{WRITER_CACHE_KIB}"))
+                .log_slow_statements(log::LevelFilter::Warn, WRITER_SLOW_STATEMENT),
         )
         .await
         .map_err(|source| Attempt {
