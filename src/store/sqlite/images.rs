@@ -476,6 +476,12 @@ impl Inventory for SqliteBackend {
     async fn bulk_writes(&self, bulk: bool) -> Result<(), StoreError> {
         if bulk {
             self.set_write_cache(true).await?;
+            // This process's own build at the end of its last load failed (a full disk), so
+            // the index is still down and the upserts below need it. (An index that is down
+            // because another process is loading is left alone: that process goes on.)
+            if self.first_load.load(Ordering::SeqCst) {
+                self.restore_key_index().await?;
+            }
             if self.start_first_load().await? {
                 tracing::info!("the inventory is empty: loading it, then building its key index");
             }
@@ -493,7 +499,8 @@ impl Inventory for SqliteBackend {
         // writer is doing, if there is still a runtime to run it on.
         if let Ok(runtime) = tokio::runtime::Handle::try_current() {
             let writer = self.writer.clone();
-            let first_load = self.first_load.swap(false, Ordering::SeqCst);
+            // The flag stays set: if this build fails, the next sync builds the index.
+            let first_load = self.first_load.load(Ordering::SeqCst);
             runtime.spawn(async move {
                 if first_load && let Err(err) = build_key_index(&writer).await {
                     tracing::warn!(error = %err, "cannot build the inventory's key index after a first load; the next start builds it");
@@ -574,6 +581,37 @@ mod tests {
                 .await
                 .expect("read a");
         assert_eq!(vul, Some(7), "a was rewritten in place");
+        Backend::close(&backend).await;
+    }
+
+    /// A build that failed at the end of this process's load (here: the index dropped by
+    /// hand, the load still marked) is repaired by its next sync, which then upserts.
+    #[tokio::test]
+    async fn the_next_sync_builds_a_key_index_left_down_by_a_failed_build() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let backend = SqliteBackend::open(&url, 0).await.expect("open");
+        backend
+            .upsert_images("t", &images(&["a"]), 1)
+            .await
+            .expect("insert");
+        sqlx::query("DROP INDEX images_by_key")
+            .execute(&backend.writer)
+            .await
+            .expect("drop");
+        backend.first_load.store(true, Ordering::SeqCst);
+        backend.bulk_writes(true).await.expect("start");
+        assert!(key_index_exists(&backend).await, "built again");
+        assert!(
+            !backend.first_load.load(Ordering::SeqCst),
+            "not a first load"
+        );
+        backend
+            .upsert_images("t", &images(&["a", "b"]), 2)
+            .await
+            .expect("upsert");
+        backend.bulk_writes(false).await.expect("finish");
+        assert_eq!(rows(&backend).await, 2);
         Backend::close(&backend).await;
     }
 

@@ -56,7 +56,8 @@ pub(super) struct SqliteBackend {
     writer: SqlitePool,
     reader: SqlitePool,
     owner: ProcessOwner,
-    /// This process dropped the key index for a first load and builds it when the load ends.
+    /// This process dropped the key index for a first load and builds it when the load ends;
+    /// still set if that build failed, so that its next sync builds it.
     first_load: AtomicBool,
 }
 
