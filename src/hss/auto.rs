@@ -121,7 +121,7 @@ impl ScanSubmitter for AutoApi {
     async fn submit(
         &self,
         image_type: &ImageType,
-        images: &[ImageIdentity],
+        images: &[&ImageIdentity],
         gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         self.submitter()

@@ -246,7 +246,7 @@ pub trait ScanSubmitter: Send + Sync + fmt::Debug {
     async fn submit(
         &self,
         image_type: &ImageType,
-        images: &[ImageIdentity],
+        images: &[&ImageIdentity],
         gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError>;
 

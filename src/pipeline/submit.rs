@@ -214,13 +214,18 @@ fn send_batch<'a>(
                 return Ok(Flow::Stop(why));
             }
         };
-        if claimed.items.len() < items.len() {
+        let kept: Vec<DueImage>;
+        let items = if claimed.left_out.is_empty() {
+            items
+        } else {
             tracing::info!(
-                left_out = items.len() - claimed.items.len(),
+                left_out = claimed.left_out.len(),
                 "images another process submitted meanwhile are left out of the batch"
             );
-        }
-        let (batch_id, items) = (claimed.batch_id, claimed.items.as_slice());
+            kept = claimed.kept(items);
+            kept.as_slice()
+        };
+        let batch_id = claimed.batch_id;
         // The batch is recorded as submitted now; an image with no submission before this one
         // (a refused or lost one does not count) is submitted for the first time.
         let submitted_at = store.clock().now_ms();
@@ -229,7 +234,7 @@ fn send_batch<'a>(
             .filter(|d| d.last_submitted_at.is_none())
             .map(|d| submitted_at.saturating_sub(d.appeared_at).max(0) as f32 / 1000.0)
             .collect();
-        let identities: Vec<ImageIdentity> = items.iter().map(|d| d.identity.clone()).collect();
+        let identities: Vec<&ImageIdentity> = items.iter().map(|d| &d.identity).collect();
         let gate = LeaseGate { store, fence };
         let result = api.scans.submit(image_type, &identities, &gate).await;
         drop(identities);

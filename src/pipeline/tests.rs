@@ -134,7 +134,7 @@ impl ScanSubmitter for FakeSubmitter {
     async fn submit(
         &self,
         _image_type: &ImageType,
-        images: &[ImageIdentity],
+        images: &[&ImageIdentity],
         gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         let pause = self.pause_before_send.lock().unwrap().take();

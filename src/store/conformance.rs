@@ -385,7 +385,8 @@ async fn policy_codes(store: &Store) {
         .expect("record")
         .into_claimed()
         .expect("claimed");
-    assert_eq!(claimed.items.len(), plan.len());
+    assert!(claimed.left_out.is_empty());
+    assert_eq!(claimed.kept(&due).len(), plan.len());
     let flying: std::collections::HashSet<i64> = plan.iter().map(|p| p.row_id).collect();
 
     let by_name = |c: &Candidate| {
@@ -524,7 +525,8 @@ async fn submissions(store: &Store) {
         .expect("record")
         .into_claimed()
         .expect("both claimed");
-    assert_eq!(first.items, due, "every image claimed, in order");
+    assert!(first.left_out.is_empty());
+    assert_eq!(first.kept(&due), due, "every image claimed, in order");
     let first = first.batch_id;
     assert_eq!(store.submitted_since(submitted_at).await.expect("used"), 2);
     let in_flight = candidates(store, target, false).await;
@@ -716,7 +718,8 @@ async fn submissions(store: &Store) {
         .expect("record")
         .into_claimed()
         .expect("one left");
-    assert_eq!(claimed.items, due[..1], "only the unclaimed image");
+    assert_eq!(claimed.left_out, [due[1].planned.row_id]);
+    assert_eq!(claimed.kept(&due), due[..1], "only the unclaimed image");
     store
         .mark_batch_failed(claimed.batch_id, &failure)
         .await
@@ -1261,13 +1264,18 @@ pub(crate) async fn contention(stores: &[Store]) {
         let mut mine = due.clone();
         mine.rotate_left(n * due.len() / stores.len());
         let batch = &batch;
-        async move { s.record_pending_batch(batch, &mine, fence).await }
+        async move {
+            let claim = s.record_pending_batch(batch, &mine, fence).await;
+            (mine, claim)
+        }
     }))
     .await;
     let mut claimed: Vec<i64> = Vec::new();
-    for claim in claims {
+    for (offered, claim) in claims {
         match claim.expect("recorded or refused") {
-            Claim::Claimed(c) => claimed.extend(c.items.iter().map(|d| d.planned.row_id)),
+            Claim::Claimed(c) => {
+                claimed.extend(c.kept(&offered).iter().map(|d| d.planned.row_id));
+            }
             Claim::NothingLeft => {}
             Claim::Fenced(lease) => panic!("the holder was fenced: {lease:?}"),
         }

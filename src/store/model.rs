@@ -230,12 +230,24 @@ pub struct NewBatch<'a> {
     pub api: &'a str,
 }
 
-/// A batch as recorded: its id, and the images it claimed (those of the request that no other
-/// process submitted since they were read), in the request's order.
+/// A batch as recorded: its id, and the row ids of the request's images it left out (another
+/// process submitted them, or they were deleted, since they were read). The rest of the
+/// request, in its order, is the batch: nearly always all of it, so it is not copied.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Claimed {
     pub batch_id: i64,
-    pub items: Vec<DueImage>,
+    pub left_out: Vec<i64>,
+}
+
+impl Claimed {
+    /// The images of `offered`, the request this claim answered, that the batch holds.
+    pub fn kept(&self, offered: &[DueImage]) -> Vec<DueImage> {
+        offered
+            .iter()
+            .filter(|d| !self.left_out.contains(&d.planned.row_id))
+            .cloned()
+            .collect()
+    }
 }
 
 /// Where a batch stands in the audit trail (`scan_batches.status`).

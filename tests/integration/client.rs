@@ -4,7 +4,7 @@
 use std::sync::Mutex;
 use std::time::{Duration, Instant};
 
-use hss_scand::domain::{ImageType, ScanStatus};
+use hss_scand::domain::{ImageIdentity, ImageType, ScanStatus};
 use hss_scand::hss::legacy::LegacyApi;
 use hss_scand::hss::legacy::model::{
     BatchScanItem, BatchScanRequest, ListSwrImages, ListSwrImagesResponse,
@@ -67,12 +67,17 @@ impl ApiObserver for Recorder {
     }
 }
 
-fn two_items(page: &[hss_scand::domain::Image]) -> Vec<BatchScanItem> {
+/// The identities of two images a batch scan takes.
+fn two_identities(page: &[hss_scand::domain::Image]) -> Vec<ImageIdentity> {
     page.iter()
         .filter(|i| i.namespace.len() <= 64 && i.image_name.len() <= 128)
         .take(2)
-        .map(|i| BatchScanItem::for_image(&i.identity()))
+        .map(|i| i.identity())
         .collect()
+}
+
+fn items(identities: &[ImageIdentity]) -> Vec<BatchScanItem<'_>> {
+    identities.iter().map(BatchScanItem::for_image).collect()
 }
 
 #[tokio::test]
@@ -93,10 +98,10 @@ async fn every_call_works_against_the_simulator() {
         .await
         .expect("synchronize");
 
-    let items = two_items(&page.images);
+    let identities = two_identities(&page.images);
     api(&client)
         .batch_scan(&BatchScanRequest {
-            image_info_list: items,
+            image_info_list: items(&identities),
             operate_all: false,
             image_type: ImageType::Private,
         })
@@ -225,10 +230,11 @@ async fn throttling_a_post_is_retried_because_it_was_not_accepted() {
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("list");
+    let identities = two_identities(&page.images);
     sim.fail_next(scripted("batch_scan", 1, status(429, "APIGW.0308", None)));
     api(&client)
         .batch_scan(&BatchScanRequest {
-            image_info_list: two_items(&page.images),
+            image_info_list: items(&identities),
             operate_all: false,
             image_type: ImageType::Private,
         })
@@ -261,10 +267,11 @@ async fn a_5xx_is_not_retried_for_a_post_and_its_outcome_is_unknown() {
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("list");
+    let identities = two_identities(&page.images);
     sim.fail_next(scripted("batch_scan", 1, status(500, "HSS.0500", None)));
     let err = api(&client)
         .batch_scan(&BatchScanRequest {
-            image_info_list: two_items(&page.images),
+            image_info_list: items(&identities),
             operate_all: false,
             image_type: ImageType::Private,
         })
@@ -291,11 +298,12 @@ async fn a_timeout_is_retried_for_a_get_and_not_for_a_post() {
         .list_swr_images(&first_page(20, 0))
         .await
         .expect("retried");
+    let identities = two_identities(&page.images);
 
     sim.fail_next(scripted("batch_scan", 1, FaultKind::Hang));
     let err = api(&client)
         .batch_scan(&BatchScanRequest {
-            image_info_list: two_items(&page.images),
+            image_info_list: items(&identities),
             operate_all: false,
             image_type: ImageType::Private,
         })
@@ -368,9 +376,9 @@ async fn a_batch_over_10241_items_is_rejected_as_too_large() {
     let sim = spawn_sim(SimConfig::default()).await;
     let client = client_for(&sim);
     let item = BatchScanItem {
-        namespace: "ns".into(),
-        image_name: "app".into(),
-        image_version: "v1".into(),
+        namespace: "ns",
+        image_name: "app",
+        image_version: "v1",
         instance_id: None,
         instance_url: None,
     };

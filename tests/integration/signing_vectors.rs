@@ -338,9 +338,9 @@ mod client_requests {
     fn batch_scan_body_is_the_sdks_to_the_byte() {
         let body = BatchScanRequest {
             image_info_list: vec![BatchScanItem {
-                namespace: "ns".into(),
-                image_name: "app".into(),
-                image_version: "v1".into(),
+                namespace: "ns",
+                image_name: "app",
+                image_version: "v1",
                 instance_id: None,
                 instance_url: None,
             }],

@@ -178,13 +178,11 @@ async fn scans_finishing_in_hss_show_up_as_changes() {
         .into_iter()
         .filter(|i| i.scan_status == ScanStatus::Unscan && i.namespace.len() <= 64)
         .take(3)
+        .map(|i| i.identity())
         .collect();
     legacy_api(&r.sim)
         .batch_scan(&BatchScanRequest {
-            image_info_list: unscanned
-                .iter()
-                .map(|i| BatchScanItem::for_image(&i.identity()))
-                .collect(),
+            image_info_list: unscanned.iter().map(BatchScanItem::for_image).collect(),
             operate_all: false,
             image_type: ImageType::Private,
         })

@@ -178,7 +178,7 @@ impl CurrentApi {
     /// Returns the server's clock at the answer, by which the task is found.
     pub async fn create_scan_task(
         &self,
-        body: &CreateScanTaskRequest,
+        body: &CreateScanTaskRequest<'_>,
     ) -> Result<Option<i64>, HssError> {
         self.create_scan_task_gated(body, &Ungated).await
     }
@@ -186,7 +186,7 @@ impl CurrentApi {
     /// [`CurrentApi::create_scan_task`], sent only while `gate` allows.
     pub async fn create_scan_task_gated(
         &self,
-        body: &CreateScanTaskRequest,
+        body: &CreateScanTaskRequest<'_>,
         gate: &dyn SendGate,
     ) -> Result<Option<i64>, HssError> {
         let query = vec![("global_image_type".to_owned(), "registry".to_owned())];
@@ -409,7 +409,7 @@ impl ScanSubmitter for CurrentApi {
     async fn submit(
         &self,
         image_type: &ImageType,
-        images: &[ImageIdentity],
+        images: &[&ImageIdentity],
         gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         let rate_limit = if image_type.is_third_party() {
@@ -421,7 +421,7 @@ impl ScanSubmitter for CurrentApi {
             scan_scope: self.options.scan_scope,
             rate_limit,
             is_all: false,
-            image_info: images.iter().map(ScanTaskImage::for_image).collect(),
+            image_info: images.iter().map(|i| ScanTaskImage::for_image(i)).collect(),
         };
         match self.create_scan_task_gated(&body, gate).await {
             Ok(server_time) => Ok(Receipt {

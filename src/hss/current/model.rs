@@ -196,47 +196,50 @@ impl ListRegistryImagesResponse {
 /// `CreateManualImageScanTaskReqInfo`, fields in the SDK's order. `is_all` is always false:
 /// hss-scand names every image it pays for.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct CreateScanTaskRequest {
+pub struct CreateScanTaskRequest<'a> {
     pub scan_scope: i64,
     pub rate_limit: u32,
     pub is_all: bool,
-    pub image_info: Vec<ScanTaskImage>,
+    pub image_info: Vec<ScanTaskImage<'a>>,
 }
 
 /// `CreateManualImageScanTaskReqInfoImageInfo`: an image named by its listing record, copied
 /// verbatim; the enterprise fields only for SWR enterprise images, as the SDK's docstring
 /// says.
+///
+/// It borrows the image's fields: a batch is written once, so copying a thousand identities
+/// into it was only allocation.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct ScanTaskImage {
+pub struct ScanTaskImage<'a> {
     #[serde(skip_serializing_if = "Option::is_none")]
     pub id: Option<i64>,
-    pub image_digest: String,
-    pub registry_id: String,
-    pub registry_name: String,
-    pub image_name: String,
-    pub image_version: String,
-    pub namespace: String,
+    pub image_digest: &'a str,
+    pub registry_id: &'a str,
+    pub registry_name: &'a str,
+    pub image_name: &'a str,
+    pub image_version: &'a str,
+    pub namespace: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
+    pub instance_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_url: Option<String>,
-    pub registry_type: String,
+    pub instance_url: Option<&'a str>,
+    pub registry_type: &'a str,
 }
 
-impl ScanTaskImage {
-    pub fn for_image(image: &ImageIdentity) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+impl<'a> ScanTaskImage<'a> {
+    pub fn for_image(image: &'a ImageIdentity) -> Self {
+        let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
         ScanTaskImage {
             id: image.hss_record_id,
-            image_digest: image.image_digest.clone(),
-            registry_id: image.registry_id.clone(),
-            registry_name: image.registry_name.clone(),
-            image_name: image.image_name.clone(),
-            image_version: image.image_version.clone(),
-            namespace: image.namespace.clone(),
+            image_digest: &image.image_digest,
+            registry_id: &image.registry_id,
+            registry_name: &image.registry_name,
+            image_name: &image.image_name,
+            image_version: &image.image_version,
+            namespace: &image.namespace,
             instance_id: non_empty(&image.instance_id),
             instance_url: non_empty(&image.instance_url),
-            registry_type: image.registry_type.clone(),
+            registry_type: &image.registry_type,
         }
     }
 }
@@ -434,7 +437,8 @@ mod tests {
         assert_eq!(image.latest_scan_time, None, "0 means never");
         assert_eq!(image.severity_level, "High");
         assert_eq!(image.unsubmittable, None);
-        let item = ScanTaskImage::for_image(&image.identity());
+        let identity = image.identity();
+        let item = ScanTaskImage::for_image(&identity);
         assert_eq!(
             wire(&item),
             r#"{"id": 1234567890123, "image_digest": "sha256:aa", "registry_id": "r-1", "registry_name": "harbor-prod", "image_name": "nginx", "image_version": "1.25", "namespace": "library", "registry_type": "Harbor"}"#
@@ -491,15 +495,15 @@ mod tests {
             is_all: false,
             image_info: vec![ScanTaskImage {
                 id: Some(1_234_567_890_123),
-                image_digest: "sha256:bb".into(),
-                registry_id: "r-1".into(),
-                registry_name: "SWR-private".into(),
-                image_name: "app".into(),
-                image_version: "v1".into(),
-                namespace: "ns".into(),
+                image_digest: "sha256:bb",
+                registry_id: "r-1",
+                registry_name: "SWR-private",
+                image_name: "app",
+                image_version: "v1",
+                namespace: "ns",
                 instance_id: None,
                 instance_url: None,
-                registry_type: "SwrPrivate".into(),
+                registry_type: "SwrPrivate",
             }],
         };
         // The bytes the SDK 3.1.219 sent (spec section 2.0, create_manual_image_scan_task).

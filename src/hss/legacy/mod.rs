@@ -129,14 +129,14 @@ impl LegacyApi {
     }
 
     /// `POST /image/batch-scan`: submit up to 10241 images of one type for scanning.
-    pub async fn batch_scan(&self, body: &BatchScanRequest) -> Result<(), HssError> {
+    pub async fn batch_scan(&self, body: &BatchScanRequest<'_>) -> Result<(), HssError> {
         self.batch_scan_gated(body, &Ungated).await
     }
 
     /// [`LegacyApi::batch_scan`], sent only while `gate` allows.
     pub async fn batch_scan_gated(
         &self,
-        body: &BatchScanRequest,
+        body: &BatchScanRequest<'_>,
         gate: &dyn SendGate,
     ) -> Result<(), HssError> {
         let req = ApiRequest {
@@ -199,11 +199,11 @@ impl ScanSubmitter for LegacyApi {
     async fn submit(
         &self,
         image_type: &ImageType,
-        images: &[ImageIdentity],
+        images: &[&ImageIdentity],
         gate: &dyn SendGate,
     ) -> Result<Receipt, SubmitError> {
         let body = BatchScanRequest {
-            image_info_list: images.iter().map(BatchScanItem::for_image).collect(),
+            image_info_list: images.iter().map(|i| BatchScanItem::for_image(i)).collect(),
             operate_all: false,
             image_type: image_type.clone(),
         };

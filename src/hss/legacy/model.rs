@@ -185,32 +185,33 @@ impl ListSwrImages {
 
 /// `BatchScanPrivateImageRequestInfo`, fields in the SDK's order; `None` is left out.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BatchScanRequest {
-    pub image_info_list: Vec<BatchScanItem>,
+pub struct BatchScanRequest<'a> {
+    pub image_info_list: Vec<BatchScanItem<'a>>,
     pub operate_all: bool,
     pub image_type: ImageType,
 }
 
 /// `BatchScanSwrImageInfo`: the identity of one image to scan.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
-pub struct BatchScanItem {
-    pub namespace: String,
-    pub image_name: String,
-    pub image_version: String,
+pub struct BatchScanItem<'a> {
+    pub namespace: &'a str,
+    pub image_name: &'a str,
+    pub image_version: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_id: Option<String>,
+    pub instance_id: Option<&'a str>,
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub instance_url: Option<String>,
+    pub instance_url: Option<&'a str>,
 }
 
-impl BatchScanItem {
-    /// The item for an image; enterprise fields only for enterprise images, as the SDK does.
-    pub fn for_image(image: &ImageIdentity) -> Self {
-        let non_empty = |s: &str| (!s.is_empty()).then(|| s.to_owned());
+impl<'a> BatchScanItem<'a> {
+    /// The item for an image, borrowing its fields; enterprise fields only for enterprise
+    /// images, as the SDK does.
+    pub fn for_image(image: &'a ImageIdentity) -> Self {
+        let non_empty = |s: &'a str| (!s.is_empty()).then_some(s);
         BatchScanItem {
-            namespace: image.namespace.clone(),
-            image_name: image.image_name.clone(),
-            image_version: image.image_version.clone(),
+            namespace: &image.namespace,
+            image_name: &image.image_name,
+            image_version: &image.image_version,
             instance_id: non_empty(&image.instance_id),
             instance_url: non_empty(&image.instance_url),
         }

@@ -75,11 +75,9 @@ impl Submissions for PgBackend {
         .collect();
         // An image whose last submission is no longer the one it was planned after was
         // claimed by another process (or deleted) meanwhile: it is left out, not sent twice.
-        let items: Vec<DueImage> = items
+        let (items, left_out): (Vec<&DueImage>, Vec<&DueImage>) = items
             .iter()
-            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()))
-            .cloned()
-            .collect();
+            .partition(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()));
         if items.is_empty() {
             return Ok(Claim::NothingLeft);
         }
@@ -169,7 +167,8 @@ impl Submissions for PgBackend {
         .await
         .context("restart the failure count of changed images")?;
         tx.commit().await.context("record a pending batch")?;
-        Ok(Claim::Claimed(Claimed { batch_id, items }))
+        let left_out = left_out.iter().map(|d| d.planned.row_id).collect();
+        Ok(Claim::Claimed(Claimed { batch_id, left_out }))
     }
 
     /// HSS accepted the batch.

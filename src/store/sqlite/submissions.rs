@@ -92,11 +92,9 @@ impl Submissions for SqliteBackend {
         // claimed by another process (or deleted) meanwhile: it is left out, not sent twice.
         // (The plan's reading, not `due_images`': that one is made just before this batch,
         // after the other process may have claimed the image.)
-        let items: Vec<DueImage> = items
+        let (items, left_out): (Vec<&DueImage>, Vec<&DueImage>) = items
             .iter()
-            .filter(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()))
-            .cloned()
-            .collect();
+            .partition(|d| current.get(&d.planned.row_id) == Some(&d.planned.last_submitted_at()));
         if items.is_empty() {
             return Ok(Claim::NothingLeft);
         }
@@ -182,7 +180,8 @@ impl Submissions for SqliteBackend {
         .await
         .context("restart the failure count of changed images")?;
         tx.commit().await.context("record a pending batch")?;
-        Ok(Claim::Claimed(Claimed { batch_id, items }))
+        let left_out = left_out.iter().map(|d| d.planned.row_id).collect();
+        Ok(Claim::Claimed(Claimed { batch_id, left_out }))
     }
 
     /// HSS accepted the batch.
