@@ -320,6 +320,17 @@ async fn once_on_postgres_submits_every_due_image_once() {
     .await;
     // What is due, as the app on the same database sees it before the binary runs.
     r.sync().await;
+    // The sync analyzed what it wrote: without statistics, the planner took the freshly
+    // loaded table for one row and claimed every batch by walking the whole policy index.
+    let pool = sqlx::PgPool::connect(&db.url).await.expect("connect");
+    let (rows, estimated): (i64, f32) = sqlx::query_as(
+        "SELECT (SELECT COUNT(*) FROM images), reltuples FROM pg_class WHERE relname = 'images'",
+    )
+    .fetch_one(&pool)
+    .await
+    .expect("statistics");
+    pool.close().await;
+    assert_eq!(estimated as i64, rows, "images analyzed after the sync");
     let due = r.plan().await.due.len();
     assert!(due > 100, "the account has work: {due}");
 
