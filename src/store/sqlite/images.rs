@@ -538,6 +538,13 @@ mod tests {
             .expect("count")
     }
 
+    /// A directory for a new database file, and the file's URL.
+    fn database() -> (tempfile::TempDir, String) {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        (dir, url)
+    }
+
     fn images(names: &[&str]) -> Vec<PreparedImage> {
         names
             .iter()
@@ -549,8 +556,7 @@ mod tests {
     /// the next sync upserts against it, so the same images are rewritten, not duplicated.
     #[tokio::test]
     async fn a_first_load_builds_the_key_index_at_its_end_and_later_syncs_upsert() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let (_dir, url) = database();
         let backend = SqliteBackend::open(&url, 0).await.expect("open");
         assert!(key_index_exists(&backend).await, "migrated with the index");
 
@@ -588,8 +594,7 @@ mod tests {
     /// hand, the load still marked) is repaired by its next sync, which then upserts.
     #[tokio::test]
     async fn the_next_sync_builds_a_key_index_left_down_by_a_failed_build() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let (_dir, url) = database();
         let backend = SqliteBackend::open(&url, 0).await.expect("open");
         backend
             .upsert_images("t", &images(&["a"]), 1)
@@ -620,8 +625,7 @@ mod tests {
     /// a missing index, which is how a first load that crashed is repaired.
     #[tokio::test]
     async fn while_the_key_index_is_down_no_duplicate_can_be_written_and_opening_rebuilds_it() {
-        let dir = tempfile::tempdir().expect("tempdir");
-        let url = format!("sqlite://{}", dir.path().join("t.db").display());
+        let (_dir, url) = database();
         let loading = SqliteBackend::open(&url, 0).await.expect("open");
         let other = SqliteBackend::open(&url, 0).await.expect("open");
         loading.bulk_writes(true).await.expect("start");
