@@ -156,8 +156,9 @@ fn last_of_each_key(images: &[PreparedImage]) -> Vec<&PreparedImage> {
 #[async_trait]
 impl Inventory for PgBackend {
     /// Key hash and what is stored, in row order, for every image (present or deleted) of a
-    /// target and type, read [`INDEX_CHUNK`] rows at a time, each chunk packed by PostgreSQL into one `bytea`
-    /// of [`PACKED_ROW`] bytes a row (see `candidates` for why not arrays or rows).
+    /// target and type, read [`INDEX_CHUNK`] rows at a time, each chunk packed by PostgreSQL
+    /// into one `bytea` of [`PACKED_ROW`] bytes a row (see `candidates` for why not arrays
+    /// or rows).
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
     async fn known_images(
         &self,

@@ -56,6 +56,9 @@ const ROWS_PER_STATEMENT: usize = 500;
 /// The inventory's key (migration 0012), built when missing.
 const KEY_INDEX: &str =
     "CREATE UNIQUE INDEX IF NOT EXISTS images_by_key ON images (target, key_hash)";
+/// Whether the key index is there (SQL, true or false).
+const KEY_INDEX_PRESENT: &str =
+    "EXISTS (SELECT 1 FROM sqlite_master WHERE type = 'index' AND name = 'images_by_key')";
 
 /// Builds the key index, sorting in temporary files: in memory (the connection's
 /// `temp_store`), the sort of a million keys was 35 MB of peak. Deployments give SQLite a
@@ -82,14 +85,12 @@ impl SqliteBackend {
     /// Builds the key index if it is missing: a first load that crashed, or one another
     /// process is running (which then carries on with the index in place, only slower).
     pub(super) async fn restore_key_index(&self) -> Result<(), StoreError> {
-        let missing: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'index' AND name = 'images_by_key')",
-        )
-        .fetch_one(&self.writer)
-        .await
-        .context("look for the inventory's key index")?;
-        if missing {
+        let present: bool =
+            sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {KEY_INDEX_PRESENT}")))
+                .fetch_one(&self.writer)
+                .await
+                .context("look for the inventory's key index")?;
+        if !present {
             tracing::warn!("building the inventory's key index, which a first load left down");
             self.build_key_index().await?;
         }
@@ -103,10 +104,9 @@ impl SqliteBackend {
     /// Takes the key index down if the inventory is empty; returns whether it did.
     async fn start_first_load(&self) -> Result<bool, StoreError> {
         let mut tx = self.write().await?;
-        let empty: bool = sqlx::query_scalar(
-            "SELECT NOT EXISTS (SELECT 1 FROM images) AND EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'index' AND name = 'images_by_key')",
-        )
+        let empty: bool = sqlx::query_scalar(sqlx::AssertSqlSafe(format!(
+            "SELECT NOT EXISTS (SELECT 1 FROM images) AND {KEY_INDEX_PRESENT}"
+        )))
         .fetch_one(&mut *tx)
         .await
         .context("check whether the inventory is empty")?;
@@ -503,7 +503,7 @@ impl Inventory for SqliteBackend {
             let first_load = self.first_load.load(Ordering::SeqCst);
             runtime.spawn(async move {
                 if first_load && let Err(err) = build_key_index(&writer).await {
-                    tracing::warn!(error = %err, "cannot build the inventory's key index after a first load; the next start builds it");
+                    tracing::warn!(error = %err, "cannot build the inventory's key index after a first load; the next sync or start builds it");
                 }
                 let reset = sqlx::query(sqlx::AssertSqlSafe(super::write_cache_pragma(false)))
                     .execute(&writer)
@@ -522,13 +522,10 @@ mod tests {
     use crate::store::Backend;
 
     async fn key_index_exists(backend: &SqliteBackend) -> bool {
-        sqlx::query_scalar(
-            "SELECT EXISTS (SELECT 1 FROM sqlite_master \
-             WHERE type = 'index' AND name = 'images_by_key')",
-        )
-        .fetch_one(&backend.writer)
-        .await
-        .expect("read the schema")
+        sqlx::query_scalar(sqlx::AssertSqlSafe(format!("SELECT {KEY_INDEX_PRESENT}")))
+            .fetch_one(&backend.writer)
+            .await
+            .expect("read the schema")
     }
 
     async fn rows(backend: &SqliteBackend) -> i64 {
