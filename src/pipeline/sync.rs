@@ -830,9 +830,9 @@ impl InventoryDiff<'_> {
                 check.judge(&image, Some(&stored.get(&row).copied().unwrap_or_default()));
             }
         }
-        self.store.upsert_images(self.target, &self.queued).await?;
-        self.queued.clear();
-        Ok(())
+        self.store
+            .upsert_images(self.target, &mut self.queued)
+            .await
     }
 }
 

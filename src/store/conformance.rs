@@ -118,7 +118,7 @@ async fn leases(store: &Store) {
     store
         .upsert_images(
             target,
-            &[PreparedImage::new(image("f", ScanStatus::Unscan))],
+            &mut vec![PreparedImage::new(image("f", ScanStatus::Unscan))],
         )
         .await
         .expect("insert");
@@ -184,7 +184,10 @@ async fn inventory(store: &Store) {
         PreparedImage::new(image("a", ScanStatus::Unscan)),
         PreparedImage::new(refused.clone()),
     ];
-    store.upsert_images("inv", &first).await.expect("insert");
+    store
+        .upsert_images("inv", &mut first.to_vec())
+        .await
+        .expect("insert");
     let known = known_by_key(store, &t).await;
     assert_eq!(known.len(), 2);
     for p in &first {
@@ -211,7 +214,7 @@ async fn inventory(store: &Store) {
     clock.advance(Duration::from_secs(1));
     let second = clock.now_ms();
     store
-        .upsert_images("inv", &first)
+        .upsert_images("inv", &mut first.to_vec())
         .await
         .expect("same again");
     assert_eq!(
@@ -221,7 +224,7 @@ async fn inventory(store: &Store) {
     let mut scanned = image("a", ScanStatus::Success);
     scanned.latest_scan_time = Some(42);
     store
-        .upsert_images("inv", &[PreparedImage::new(scanned.clone())])
+        .upsert_images("inv", &mut vec![PreparedImage::new(scanned.clone())])
         .await
         .expect("update");
     assert_eq!(
@@ -246,7 +249,7 @@ async fn inventory(store: &Store) {
         1
     );
     store
-        .upsert_images("inv", &[PreparedImage::new(scanned.clone())])
+        .upsert_images("inv", &mut vec![PreparedImage::new(scanned.clone())])
         .await
         .expect("restore");
     let present = store.present_images("inv", &t).await.expect("present");
@@ -258,6 +261,89 @@ async fn inventory(store: &Store) {
         .map(|c| (c.scan_status.as_str(), c.images))
         .collect();
     assert_eq!(inv, [("success", 2)]);
+    round_trip_across_statements(store).await;
+}
+
+/// Every field of every image comes back as written, empty or not, however many images a
+/// write holds (a backend may cut it into statements of its own size, and bind an empty
+/// text differently from a set one), both when inserted and when rewritten.
+async fn round_trip_across_statements(store: &Store) {
+    let t = ImageType::Private;
+    let every_field = |n: usize| {
+        let mut i = image(&format!("full-{n:04}"), ScanStatus::Failed);
+        i.instance_id = format!("inst-{n}");
+        i.instance_name = "instance".into();
+        i.instance_url = "swr.example.com".into();
+        i.scan_failed_desc = "it failed".into();
+        i.shared_status = "valid".into();
+        i.registry_id = format!("reg-{n}");
+        i.registry_name = "registry".into();
+        i.registry_type = "SwrPrivate".into();
+        i.latest_sync_time = Some(n as i64);
+        i.scan_failed_code = "download_failed".into();
+        i.severity_level = "High".into();
+        i.is_multiple_arch = Some(false);
+        i.latest_scan_time = Some(3);
+        i.unsafe_setting_num = Some(2);
+        i
+    };
+    let fewest_fields = |n: usize| {
+        let mut i = Image::example(&format!("bare-{n:04}"));
+        i.hss_record_id = None;
+        i.latest_version = None;
+        i.scannable = None;
+        i
+    };
+    let mut want: Vec<Image> = (0..451)
+        .map(|n| {
+            if n % 2 == 0 {
+                every_field(n)
+            } else {
+                fewest_fields(n)
+            }
+        })
+        .collect();
+    let mut prepared: Vec<PreparedImage> = want.iter().cloned().map(PreparedImage::new).collect();
+    store
+        .upsert_images("many", &mut prepared)
+        .await
+        .expect("insert");
+    assert!(prepared.is_empty(), "the write takes the images");
+    // The store lists them by name; the names sort as their numbers within each kind.
+    let by_name = |images: &[Image]| {
+        let mut sorted = images.to_vec();
+        sorted.sort_by(|a, b| a.image_name.cmp(&b.image_name));
+        sorted
+    };
+    let present = store.present_images("many", &t).await.expect("present");
+    assert_eq!(
+        present,
+        by_name(&want),
+        "every field of 451 images, as written"
+    );
+
+    // Rewritten: set fields emptied and empty ones set, in a write of another size.
+    for image in want.iter_mut().take(301) {
+        let emptied = image.instance_id.is_empty();
+        image.vul_num = Some(99);
+        image.domain_name = if emptied {
+            "now set".into()
+        } else {
+            String::new()
+        };
+    }
+    let mut prepared: Vec<PreparedImage> = want
+        .iter()
+        .take(301)
+        .cloned()
+        .map(PreparedImage::new)
+        .collect();
+    store
+        .upsert_images("many", &mut prepared)
+        .await
+        .expect("rewrite");
+    let present = store.present_images("many", &t).await.expect("present");
+    assert_eq!(present, by_name(&want), "every field after the rewrite");
 }
 
 async fn policy_view(store: &Store) {
@@ -268,7 +354,7 @@ async fn policy_view(store: &Store) {
     store
         .upsert_images(
             "pol",
-            &[
+            &mut vec![
                 PreparedImage::new(image("a", ScanStatus::Unscan)),
                 PreparedImage::new(refused),
             ],
@@ -359,7 +445,7 @@ async fn policy_codes(store: &Store) {
     }
     let prepared: Vec<PreparedImage> = want.iter().cloned().map(PreparedImage::new).collect();
     store
-        .upsert_images(target, &prepared)
+        .upsert_images(target, &mut prepared.clone())
         .await
         .expect("insert");
 
@@ -486,7 +572,7 @@ async fn submissions(store: &Store) {
     store
         .upsert_images(
             target,
-            &[
+            &mut vec![
                 PreparedImage::new(enterprise),
                 PreparedImage::new(image("b", ScanStatus::Success)),
             ],
@@ -774,7 +860,7 @@ async fn changes_and_findings(store: &Store) {
     store
         .upsert_images(
             target,
-            &[
+            &mut vec![
                 PreparedImage::new(pushed),
                 PreparedImage::new(scanned.clone()),
                 PreparedImage::new(undated),
@@ -863,7 +949,7 @@ async fn changes_and_findings(store: &Store) {
     let mut repushed = scanned.clone();
     repushed.image_digest = digest('3');
     store
-        .upsert_images(target, &[PreparedImage::new(repushed)])
+        .upsert_images(target, &mut vec![PreparedImage::new(repushed)])
         .await
         .expect("re-push");
     let seen = candidates(store, target, false).await;
@@ -1145,7 +1231,7 @@ async fn listings(store: &Store) {
         PreparedImage::new(image("listed-2", ScanStatus::Unscan)),
     ];
     store
-        .upsert_images("listings", &prepared)
+        .upsert_images("listings", &mut prepared.to_vec())
         .await
         .expect("upsert");
     let unknown_key = 12345;
@@ -1242,7 +1328,7 @@ pub(crate) async fn contention(stores: &[Store]) {
         .map(|n| PreparedImage::new(image(&format!("c{n}"), ScanStatus::Unscan)))
         .collect();
     stores[0]
-        .upsert_images(target, &images)
+        .upsert_images(target, &mut images.clone())
         .await
         .expect("insert");
     let seen = candidates(&stores[0], target, false).await;

@@ -149,7 +149,7 @@ pub(crate) trait Inventory: Send + Sync {
     async fn upsert_images(
         &self,
         target: &str,
-        images: &[PreparedImage],
+        images: &mut Vec<PreparedImage>,
         now: i64,
     ) -> Result<(), StoreError>;
     async fn mark_deleted(&self, row_ids: &[i64], now: i64) -> Result<u64, StoreError>;
@@ -351,11 +351,12 @@ impl Store {
 
     /// Inserts new images and rewrites changed or returning ones, in one transaction. A row
     /// whose content hash is unchanged and which is present is left untouched, even if the
-    /// caller sends it.
+    /// caller sends it. `images` is left empty with its capacity: their text moves into the
+    /// statement rather than being copied, and the caller's buffer serves its next page.
     pub async fn upsert_images(
         &self,
         target: &str,
-        images: &[PreparedImage],
+        images: &mut Vec<PreparedImage>,
     ) -> Result<(), StoreError> {
         if images.is_empty() {
             return Ok(());

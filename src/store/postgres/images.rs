@@ -219,12 +219,12 @@ impl Inventory for PgBackend {
     async fn upsert_images(
         &self,
         target: &str,
-        images: &[PreparedImage],
+        images: &mut Vec<PreparedImage>,
         now: i64,
     ) -> Result<(), StoreError> {
-        let images = last_of_each_key(images);
+        let rows = last_of_each_key(images);
         let mut tx = self.pool.begin().await.context("write a page of images")?;
-        for chunk in images.chunks(ROWS_PER_STATEMENT) {
+        for chunk in rows.chunks(ROWS_PER_STATEMENT) {
             let mut c = Columns::default();
             chunk.iter().for_each(|p| c.push(p));
             sqlx::query(UPSERT)
@@ -267,7 +267,9 @@ impl Inventory for PgBackend {
                 .await
                 .context("write a page of images")?;
         }
-        tx.commit().await.context("write a page of images")
+        tx.commit().await.context("write a page of images")?;
+        images.clear();
+        Ok(())
     }
 
     /// Marks the images with these row ids deleted; returns how many were present.

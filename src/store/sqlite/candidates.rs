@@ -536,7 +536,7 @@ mod tests {
         }
         let prepared: Vec<PreparedImage> = want.iter().cloned().map(PreparedImage::new).collect();
         backend
-            .upsert_images("t", &prepared, 1)
+            .upsert_images("t", &mut prepared.clone(), 1)
             .await
             .expect("upsert");
         sqlx::query(
