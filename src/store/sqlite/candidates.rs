@@ -153,6 +153,12 @@ impl Candidates for SqliteBackend {
 
     /// The identities and current state of `planned` images, in the same order, for a batch or a
     /// page of output. Images deleted since the plan was made are left out.
+    ///
+    /// Read through the writer's connection, outside any transaction: a scan reads a batch
+    /// here, then commits it through the writer, batch after batch. A reader's page cache is
+    /// emptied by every commit of another connection, so each batch's read started cold and
+    /// fetched the table's upper pages again from the file; the writer's own commits leave
+    /// its cache as it is.
     #[tracing::instrument(skip_all, err, fields(images = planned.len()))]
     async fn due_images(&self, planned: &[Planned]) -> Result<Vec<DueImage>, StoreError> {
         let mut found: HashMap<i64, DueRow> = HashMap::with_capacity(planned.len());
@@ -169,7 +175,7 @@ impl Candidates for SqliteBackend {
                  WHERE i.id IN (SELECT value FROM json_each(?)) AND i.deleted_at IS NULL",
             )
             .bind(ids)
-            .fetch_one(&self.reader)
+            .fetch_one(&self.writer)
             .await
             .context("read the due images")?;
             if let Some(packed) = packed {
