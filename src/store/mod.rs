@@ -74,6 +74,32 @@ pub enum StoreError {
     },
 }
 
+/// What an upsert of images does to an image that is already there: rewrite it if its
+/// content changed or it was marked deleted, else leave it alone. Both backends' statements
+/// end with it; a macro, so that a statement can be one literal (`concat!`).
+macro_rules! image_upsert_on_conflict {
+    () => {
+        " ON CONFLICT (target, key_hash) DO UPDATE SET \
+         content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
+         instance_name = excluded.instance_name, instance_url = excluded.instance_url, \
+         hss_image_id = excluded.hss_image_id, image_digest = excluded.image_digest, \
+         latest_version = excluded.latest_version, scan_status = excluded.scan_status, \
+         scan_failed_desc = excluded.scan_failed_desc, image_size = excluded.image_size, \
+         latest_update_time = excluded.latest_update_time, \
+         latest_scan_time = excluded.latest_scan_time, vul_num = excluded.vul_num, \
+         unsafe_setting_num = excluded.unsafe_setting_num, \
+         malicious_file_num = excluded.malicious_file_num, domain_name = excluded.domain_name, \
+         shared_status = excluded.shared_status, scannable = excluded.scannable, \
+         registry_id = excluded.registry_id, registry_name = excluded.registry_name, \
+         registry_type = excluded.registry_type, latest_sync_time = excluded.latest_sync_time, \
+         scan_failed_code = excluded.scan_failed_code, severity_level = excluded.severity_level, \
+         is_multiple_arch = excluded.is_multiple_arch, unsubmittable = excluded.unsubmittable, \
+         digest_hash = excluded.digest_hash, changed_at = excluded.changed_at, deleted_at = NULL \
+         WHERE images.content_hash <> excluded.content_hash OR images.deleted_at IS NOT NULL"
+    };
+}
+pub(crate) use image_upsert_on_conflict;
+
 /// Adds what was being done to a sqlx error.
 trait Context<T> {
     fn context(self, what: &'static str) -> Result<T, StoreError>;

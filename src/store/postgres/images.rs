@@ -28,7 +28,8 @@ const PACKED_ROW: usize = 25;
 /// to one statement while bounding the arrays of a caller that sends more.
 const ROWS_PER_STATEMENT: usize = 5_000;
 
-const UPSERT: &str = "INSERT INTO images (target, first_seen_at, changed_at, image_type, \
+const UPSERT: &str = concat!(
+    "INSERT INTO images (target, first_seen_at, changed_at, image_type, \
      namespace, image_name, image_version, instance_id, key_hash, content_hash, hss_record_id, \
      instance_name, instance_url, hss_image_id, image_digest, latest_version, scan_status, \
      scan_failed_desc, image_size, latest_update_time, latest_scan_time, vul_num, \
@@ -40,24 +41,9 @@ const UPSERT: &str = "INSERT INTO images (target, first_seen_at, changed_at, ima
      $13::TEXT[], $14::TEXT[], $15::BOOLEAN[], $16::TEXT[], $17::TEXT[], $18::BIGINT[], \
      $19::BIGINT[], $20::BIGINT[], $21::BIGINT[], $22::BIGINT[], $23::BIGINT[], $24::TEXT[], \
      $25::TEXT[], $26::BOOLEAN[], $27::TEXT[], $28::TEXT[], $29::TEXT[], $30::BIGINT[], \
-     $31::TEXT[], $32::TEXT[], $33::BOOLEAN[], $34::BIGINT[], $35::BIGINT[]) AS u \
-     ON CONFLICT (target, key_hash) DO UPDATE SET \
-     content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
-     instance_name = excluded.instance_name, instance_url = excluded.instance_url, \
-     hss_image_id = excluded.hss_image_id, image_digest = excluded.image_digest, \
-     latest_version = excluded.latest_version, scan_status = excluded.scan_status, \
-     scan_failed_desc = excluded.scan_failed_desc, image_size = excluded.image_size, \
-     latest_update_time = excluded.latest_update_time, \
-     latest_scan_time = excluded.latest_scan_time, vul_num = excluded.vul_num, \
-     unsafe_setting_num = excluded.unsafe_setting_num, \
-     malicious_file_num = excluded.malicious_file_num, domain_name = excluded.domain_name, \
-     shared_status = excluded.shared_status, scannable = excluded.scannable, \
-     registry_id = excluded.registry_id, registry_name = excluded.registry_name, \
-     registry_type = excluded.registry_type, latest_sync_time = excluded.latest_sync_time, \
-     scan_failed_code = excluded.scan_failed_code, severity_level = excluded.severity_level, \
-     is_multiple_arch = excluded.is_multiple_arch, unsubmittable = excluded.unsubmittable, \
-     digest_hash = excluded.digest_hash, changed_at = excluded.changed_at, deleted_at = NULL \
-     WHERE images.content_hash <> excluded.content_hash OR images.deleted_at IS NOT NULL";
+     $31::TEXT[], $32::TEXT[], $33::BOOLEAN[], $34::BIGINT[], $35::BIGINT[]) AS u",
+    crate::store::image_upsert_on_conflict!()
+);
 
 /// One array per column of a page of images, in the order of [`UPSERT`]'s `UNNEST`.
 #[derive(Default)]

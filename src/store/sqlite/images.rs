@@ -201,36 +201,11 @@ impl UpsertSql {
             vec![row.as_str(); rows].join(", "),
         );
         if !first_load {
-            sql.push_str(UPSERT_ON_CONFLICT);
+            sql.push_str(crate::store::image_upsert_on_conflict!());
         }
         sql
     }
 }
-
-/// What an upsert does to an image that is there: rewrite it if its content changed or it
-/// was marked deleted, else leave it alone.
-const UPSERT_ON_CONFLICT: &str = " ON CONFLICT (target, key_hash) DO UPDATE SET \
-     content_hash = excluded.content_hash, hss_record_id = excluded.hss_record_id, \
-     instance_name = excluded.instance_name, instance_url = excluded.instance_url, \
-     hss_image_id = excluded.hss_image_id, image_digest = excluded.image_digest, \
-     latest_version = excluded.latest_version, scan_status = excluded.scan_status, \
-     scan_failed_desc = excluded.scan_failed_desc, image_size = excluded.image_size, \
-     latest_update_time = excluded.latest_update_time, \
-     latest_scan_time = excluded.latest_scan_time, vul_num = excluded.vul_num, \
-     unsafe_setting_num = excluded.unsafe_setting_num, \
-     malicious_file_num = excluded.malicious_file_num, \
-     domain_name = excluded.domain_name, shared_status = excluded.shared_status, \
-     scannable = excluded.scannable, registry_id = excluded.registry_id, \
-     registry_name = excluded.registry_name, registry_type = excluded.registry_type, \
-     latest_sync_time = excluded.latest_sync_time, \
-     scan_failed_code = excluded.scan_failed_code, \
-     severity_level = excluded.severity_level, \
-     is_multiple_arch = excluded.is_multiple_arch, \
-     unsubmittable = excluded.unsubmittable, digest_hash = excluded.digest_hash, \
-     changed_at = excluded.changed_at, \
-     deleted_at = NULL \
-     WHERE images.content_hash <> excluded.content_hash \
-     OR images.deleted_at IS NOT NULL";
 
 /// The inventory's key (migration 0012), built when missing.
 const KEY_INDEX: &str =
