@@ -54,7 +54,7 @@ fn unpack_index(packed: &str, known: &mut Vec<(i64, KnownImage)>) -> Option<()> 
 /// Ids per statement of the id lists below (well under SQLite's 32,766 variables).
 const ROWS_PER_STATEMENT: usize = 500;
 
-/// Images per upsert statement (37 variables each). Fewer than the 800 SQLite's variable
+/// Images per upsert statement (36 variables each). Fewer than the 910 SQLite's variable
 /// limit allows: the compiled statement grows with its rows, and at 500 it cost 4 MB of peak
 /// for 3 % of a first sync's CPU.
 const IMAGES_PER_UPSERT: usize = 200;
