@@ -377,8 +377,9 @@ impl Store {
 
     /// Inserts new images and rewrites changed or returning ones, in one transaction. A row
     /// whose content hash is unchanged and which is present is left untouched, even if the
-    /// caller sends it. `images` is left empty with its capacity: their text moves into the
-    /// statement rather than being copied, and the caller's buffer serves its next page.
+    /// caller sends it. A write that succeeds leaves `images` empty with its capacity: their
+    /// text moves into the statement rather than being copied, and the caller's buffer serves
+    /// its next page.
     pub async fn upsert_images(
         &self,
         target: &str,
