@@ -210,9 +210,8 @@ async fn plan_listing(
         let mut pages = store.open_item_pages(&target.name, image_type, OPEN_ITEMS_PER_PAGE);
         while let Some(open) = pages.next_page().await? {
             unsettled += listing::unsettled(&open, history.last_complete_full, now, &lost_after);
-            if let Some(oldest) = open.iter().map(|item| item.submitted_at).min() {
-                oldest_in_flight = Some(oldest_in_flight.map_or(oldest, |o: i64| o.min(oldest)));
-            }
+            let submitted = open.iter().map(|item| item.submitted_at);
+            oldest_in_flight = submitted.chain(oldest_in_flight).min();
         }
     }
     Ok(listing::plan(&listing::Inputs {
