@@ -388,4 +388,28 @@ mod tests {
         assert_eq!(page_size(&old).await, 4096);
         Backend::close(&old).await;
     }
+
+    /// The bundled SQLite is built without SQLITE_ENABLE_MEMORY_MANAGEMENT
+    /// (`.cargo/config.toml`). With it, all connections share one page cache, and once the
+    /// readers had filled it the writer kept none of its pages: every row it looked up read
+    /// an index page again from the file.
+    #[tokio::test]
+    async fn sqlite_connections_keep_their_own_page_cache() {
+        let dir = tempfile::tempdir().expect("tempdir");
+        let url = format!("sqlite://{}", dir.path().join("a.db").display());
+        let backend = SqliteBackend::open(&url, 0).await.expect("open");
+        let options: Vec<String> = sqlx::query_scalar("PRAGMA compile_options")
+            .fetch_all(&backend.reader)
+            .await
+            .expect("read the compile options");
+        assert!(
+            options.iter().any(|o| o.starts_with("THREADSAFE=")),
+            "the compile options were read: {options:?}"
+        );
+        assert!(
+            !options.iter().any(|o| o == "ENABLE_MEMORY_MANAGEMENT"),
+            "SQLite was built with ENABLE_MEMORY_MANAGEMENT: {options:?}"
+        );
+        Backend::close(&backend).await;
+    }
 }
