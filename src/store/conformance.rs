@@ -324,9 +324,9 @@ async fn round_trip_across_statements(store: &Store) {
 
     // Rewritten: set fields emptied and empty ones set, in a write of another size.
     for image in want.iter_mut().take(301) {
-        let emptied = image.instance_id.is_empty();
+        let was_bare = image.instance_id.is_empty();
         image.vul_num = Some(99);
-        image.domain_name = if emptied {
+        image.domain_name = if was_bare {
             "now set".into()
         } else {
             String::new()

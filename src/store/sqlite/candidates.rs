@@ -540,9 +540,10 @@ mod tests {
                 }
             }
         }
-        let prepared: Vec<PreparedImage> = want.iter().cloned().map(PreparedImage::new).collect();
+        let mut prepared: Vec<PreparedImage> =
+            want.iter().cloned().map(PreparedImage::new).collect();
         backend
-            .upsert_images("t", &mut prepared.clone(), 1)
+            .upsert_images("t", &mut prepared, 1)
             .await
             .expect("upsert");
         sqlx::query(

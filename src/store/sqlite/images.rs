@@ -170,41 +170,37 @@ fn bind_text(args: &mut SqliteArguments, value: String) -> Result<(), StoreError
 
 /// The upsert statement for a number of rows. Every full statement of a sync has the same
 /// text, built once; a sync's last statement, shorter, is built when needed.
-struct UpsertSql;
-
-impl UpsertSql {
-    fn get(rows: usize, first_load: bool) -> std::borrow::Cow<'static, str> {
-        static FULL: [std::sync::OnceLock<String>; 2] =
-            [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
-        if rows == IMAGES_PER_UPSERT {
-            let full = &FULL[usize::from(first_load)];
-            return full
-                .get_or_init(|| Self::build(rows, first_load))
-                .as_str()
-                .into();
-        }
-        Self::build(rows, first_load).into()
+fn upsert_sql(rows: usize, first_load: bool) -> std::borrow::Cow<'static, str> {
+    static FULL: [std::sync::OnceLock<String>; 2] =
+        [std::sync::OnceLock::new(), std::sync::OnceLock::new()];
+    if rows == IMAGES_PER_UPSERT {
+        let full = &FULL[usize::from(first_load)];
+        return full
+            .get_or_init(|| build_upsert_sql(rows, first_load))
+            .as_str()
+            .into();
     }
+    build_upsert_sql(rows, first_load).into()
+}
 
-    /// `INSERT INTO images (…) VALUES (?, coalesce(?, ''), …, ?, ?, NULL), …` and the
-    /// conflict clause unless this is a first load (which has no key index to conflict on).
-    fn build(rows: usize, first_load: bool) -> String {
-        let names: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _)| *name).collect();
-        let values: Vec<&str> = ROW_COLUMNS
-            .iter()
-            .map(|(_, text)| if *text { "coalesce(?, '')" } else { "?" })
-            .collect();
-        let row = format!("(?, {}, ?, ?, NULL)", values.join(", "));
-        let mut sql = format!(
-            "INSERT INTO images (target, {}, first_seen_at, changed_at, deleted_at) VALUES {}",
-            names.join(", "),
-            vec![row.as_str(); rows].join(", "),
-        );
-        if !first_load {
-            sql.push_str(crate::store::image_upsert_on_conflict!());
-        }
-        sql
+/// `INSERT INTO images (…) VALUES (?, coalesce(?, ''), …, ?, ?, NULL), …` and the conflict
+/// clause unless this is a first load (which has no key index to conflict on).
+fn build_upsert_sql(rows: usize, first_load: bool) -> String {
+    let names: Vec<&str> = ROW_COLUMNS.iter().map(|(name, _)| *name).collect();
+    let values: Vec<&str> = ROW_COLUMNS
+        .iter()
+        .map(|(_, text)| if *text { "coalesce(?, '')" } else { "?" })
+        .collect();
+    let row = format!("(?, {}, ?, ?, NULL)", values.join(", "));
+    let mut sql = format!(
+        "INSERT INTO images (target, {}, first_seen_at, changed_at, deleted_at) VALUES {}",
+        names.join(", "),
+        vec![row.as_str(); rows].join(", "),
+    );
+    if !first_load {
+        sql.push_str(crate::store::image_upsert_on_conflict!());
     }
+    sql
 }
 
 /// The inventory's key (migration 0012), built when missing.
@@ -355,7 +351,7 @@ impl Inventory for SqliteBackend {
                 bind(&mut args, now)?;
                 rows += 1;
             }
-            let sql = UpsertSql::get(rows, first_load);
+            let sql = upsert_sql(rows, first_load);
             // Only full statements are kept prepared: a sync's last statement has a length of
             // its own, and sqlx's cache of a hundred such was megabytes of compiled SQL.
             let written = sqlx::query_with(sqlx::AssertSqlSafe(sql), args)
