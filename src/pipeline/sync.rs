@@ -24,13 +24,16 @@
 //!   from a bounded number of concurrent requests into transactions of a few thousand images,
 //!   and only two hashes and a row id per known image are kept.
 
-use std::collections::{HashMap, HashSet};
+use std::collections::HashSet;
 use std::sync::Arc;
 use std::time::Duration;
 
 use futures::{FutureExt, StreamExt};
 use tokio_util::task::AbortOnDropHandle;
 
+mod known;
+
+use self::known::KnownImages;
 use super::listing::{self, ListingMemory, MissCheck, Plan};
 use super::reconcile::LostAfter;
 use super::report::SyncReport;
@@ -52,8 +55,9 @@ pub const PAGE_CONCURRENCY: usize = 4;
 const ROWS_PER_TRANSACTION: usize = 4_000;
 
 /// The most images a first full listing reserves room for in advance, from HSS's
-/// `total_num`. The map's slots are touched only as images arrive, but its control bytes
-/// (one per slot, 2^23 slots here) are written at once: a wrong count costs at most 8 MB.
+/// `total_num`. The index's entries and hash slots are touched only as images arrive, but
+/// its control bytes (one per slot, 2^23 slots here) are written at once: a wrong count
+/// costs at most 8 MB.
 const MAX_RESERVED_IMAGES: usize = 1 << 22;
 
 /// How to sync (from `[hss]`, `[sync]` and `[policy]`).
@@ -112,67 +116,6 @@ pub async fn sync_target(
         reports.push(report);
     }
     Ok(reports)
-}
-
-/// What the store had of one image, and which of this sync's listings showed it first.
-///
-/// 16 bytes, since a full sync holds one per image of the type: a million of them in a map
-/// cost 50 MB rather than the 84 MB of the plain fields with their padding.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-struct Known {
-    content_hash: i64,
-    /// The row id (0 for an image this sync inserted) shifted above 8 bits of flags: bit 7
-    /// set if the row is marked deleted, bits 0-6 the number of the listing (window) that
-    /// listed it, 0 if none did yet.
-    packed: u64,
-}
-
-impl Known {
-    const DELETED: u64 = 0x80;
-    const LISTING: u64 = 0x7f;
-    /// Row ids are positive and below 2^55 (36 quadrillion rows); anything else is not a
-    /// row this store wrote.
-    const MAX_ROW_ID: i64 = (1 << 55) - 1;
-
-    fn stored(row_id: i64, content_hash: i64, deleted: bool) -> Result<Known, StoreError> {
-        if !(1..=Self::MAX_ROW_ID).contains(&row_id) {
-            return Err(StoreError::Corrupt {
-                what: "an image row id of the inventory index",
-            });
-        }
-        let deleted = if deleted { Self::DELETED } else { 0 };
-        Ok(Known {
-            content_hash,
-            packed: (row_id as u64) << 8 | deleted,
-        })
-    }
-
-    /// An image this sync inserts, listed first by `listing`.
-    fn inserted(content_hash: i64, listing: u8) -> Known {
-        Known {
-            content_hash,
-            packed: u64::from(listing) & Self::LISTING,
-        }
-    }
-
-    /// `None` for an image this sync inserted.
-    fn row_id(self) -> Option<i64> {
-        let row_id = (self.packed >> 8) as i64;
-        (row_id != 0).then_some(row_id)
-    }
-
-    fn deleted(self) -> bool {
-        self.packed & Self::DELETED != 0
-    }
-
-    /// 0: not listed yet; else the number of the listing (window) that listed it.
-    fn listed_in(self) -> u8 {
-        (self.packed & Self::LISTING) as u8
-    }
-
-    fn set_listed_in(&mut self, listing: u8) {
-        self.packed = self.packed & !Self::LISTING | u64::from(listing) & Self::LISTING;
-    }
 }
 
 /// Decides how this sync of `target` and `image_type` lists (see [`super::listing`]).
@@ -266,7 +209,7 @@ pub async fn sync_image_type(
             (known, check.clone())
         }
         // An incremental listing looks up only the images it lists, page by page.
-        Plan::Incremental { .. } => (HashMap::new(), None),
+        Plan::Incremental { .. } => (KnownImages::new(), None),
     };
     let mut diff = InventoryDiff {
         store,
@@ -311,15 +254,8 @@ pub async fn sync_image_type(
         // Only a listing of every image can show that one is gone.
         ListingEnd::Complete if plan.kind() == ListingKind::Incremental => SyncOutcome::Complete,
         ListingEnd::Complete => {
-            let present = known
-                .values()
-                .filter(|k| k.row_id().is_some() && !k.deleted());
-            let present = present.count();
-            let vanished: Vec<i64> = known
-                .values()
-                .filter(|k| k.listed_in() == 0 && !k.deleted())
-                .filter_map(|k| k.row_id())
-                .collect();
+            let present = known.present();
+            let vanished = known.unlisted();
             let deletions =
                 delete_vanished(store, &target.name, image_type, vanished, present, options)
                     .await?;
@@ -396,15 +332,8 @@ async fn load_known(
     store: &Store,
     target: &str,
     image_type: &ImageType,
-) -> Result<HashMap<i64, Known>, StoreError> {
-    let stored = store.known_images(target, image_type).await?;
-    // Sized once: collecting through a `Result` would hide the size and grow the map by
-    // doubling, rehashing a million entries several times.
-    let mut known = HashMap::with_capacity(stored.len());
-    for (key, k) in stored {
-        known.insert(key, Known::stored(k.row_id, k.content_hash, k.deleted)?);
-    }
-    Ok(known)
+) -> Result<KnownImages, StoreError> {
+    KnownImages::from_stored(store.known_images(target, image_type).await?)
 }
 
 /// The windows of an incremental listing, one filtered listing each, in order; the first
@@ -673,7 +602,7 @@ struct InventoryDiff<'a> {
     store: &'a Store,
     target: &'a str,
     image_type: &'a ImageType,
-    known: HashMap<i64, Known>,
+    known: KnownImages,
     /// `known` starts empty and each page's images are looked up (an incremental listing).
     look_up: bool,
     /// The number of the listing being read (1 for a full listing, 1..=3 for the windows).
@@ -701,10 +630,10 @@ impl InventoryDiff<'_> {
     /// Compares a page with what the store knows; queues new, changed and returning images.
     /// Records that cannot be trusted are counted and never written.
     async fn absorb_page(&mut self, page: ImagePage) -> Result<(), StoreError> {
-        // A first full listing learns how many images to expect from its first page. A map
+        // A first full listing learns how many images to expect from its first page. An index
         // sized for them at once never holds its old and new tables together while it grows,
         // which at a million images was 40 MB of peak. `total_num` is HSS's word, so it only
-        // sizes the map up to a bound; past it the map grows as it would anyway.
+        // sizes the index up to a bound; past it the index grows as it would anyway.
         if self.counts.pages == 0 && self.known.is_empty() && !self.look_up {
             let expected = page.total_num.and_then(|n| usize::try_from(n).ok());
             self.known
@@ -752,7 +681,7 @@ impl InventoryDiff<'_> {
         }
         let counts = &mut self.counts;
         for prepared in trusted {
-            match self.known.get_mut(&prepared.key_hash) {
+            match self.known.find(prepared.key_hash) {
                 Some(k) if k.listed_in() == self.listing => {
                     self.doubts.repeated += 1;
                     let i = &prepared.image;
@@ -766,7 +695,7 @@ impl InventoryDiff<'_> {
                 Some(k) => {
                     k.set_listed_in(self.listing);
                     self.distinct += 1;
-                    let changed = k.content_hash != prepared.content_hash;
+                    let changed = k.content_hash() != prepared.content_hash;
                     if k.deleted() || changed {
                         if k.deleted() {
                             counts.restored += 1;
@@ -787,8 +716,11 @@ impl InventoryDiff<'_> {
                     if let Some(check) = &mut self.check {
                         check.judge(&prepared.image, None);
                     }
-                    let known = Known::inserted(prepared.content_hash, self.listing);
-                    self.known.insert(prepared.key_hash, known);
+                    self.known.insert_new(
+                        prepared.key_hash,
+                        prepared.content_hash,
+                        self.listing,
+                    )?;
                     self.queued.push(prepared);
                 }
             }
@@ -804,15 +736,14 @@ impl InventoryDiff<'_> {
         let unseen: Vec<i64> = page
             .iter()
             .map(|p| p.key_hash)
-            .filter(|key| !self.known.contains_key(key))
+            .filter(|&key| !self.known.contains(key))
             .collect();
         let found = self
             .store
             .known_images_by_key(self.target, self.image_type, &unseen)
             .await?;
         for (key, k) in found {
-            let known = Known::stored(k.row_id, k.content_hash, k.deleted)?;
-            self.known.insert(key, known);
+            self.known.insert_stored(key, k)?;
         }
         Ok(())
     }
@@ -832,44 +763,5 @@ impl InventoryDiff<'_> {
         self.store
             .upsert_images(self.target, &mut self.queued)
             .await
-    }
-}
-
-#[cfg(test)]
-mod known_tests {
-    use super::Known;
-
-    #[test]
-    fn a_known_image_packs_into_16_bytes_and_reads_back_as_stored() {
-        assert_eq!(std::mem::size_of::<Known>(), 16);
-        for (row, hash, deleted) in [
-            (1, -1, false),
-            (42, i64::MIN, true),
-            (Known::MAX_ROW_ID, 7, true),
-        ] {
-            let mut k = Known::stored(row, hash, deleted).expect("a valid row");
-            assert_eq!(
-                (k.row_id(), k.content_hash, k.deleted()),
-                (Some(row), hash, deleted)
-            );
-            assert_eq!(k.listed_in(), 0);
-            k.set_listed_in(3);
-            assert_eq!(
-                (k.row_id(), k.deleted(), k.listed_in()),
-                (Some(row), deleted, 3)
-            );
-        }
-        let new = Known::inserted(9, 2);
-        assert_eq!(
-            (new.row_id(), new.deleted(), new.listed_in()),
-            (None, false, 2)
-        );
-    }
-
-    #[test]
-    fn a_row_id_the_store_cannot_have_written_is_an_error_not_another_row() {
-        for row in [0, -5, Known::MAX_ROW_ID + 1, i64::MAX] {
-            assert!(Known::stored(row, 1, false).is_err(), "{row}");
-        }
     }
 }
