@@ -29,7 +29,7 @@ fn main() -> ExitCode {
 ///   was a quarter of the peak memory of a 50,000-image scan, and arenas hold on to freed
 ///   memory for the life of a long-running daemon.
 /// - Thresholds: fixed, which turns off glibc's dynamic ones. Freeing a large block (a sync's
-///   map of known images, 50 MB at a million images) otherwise raises the mmap threshold to
+///   index of known images, 25 MB at a million images) otherwise raises the mmap threshold to
 ///   32 MB and the trim threshold to 64 MB, and from then on the heap keeps up to 64 MB it
 ///   no longer uses. `once` at a million images peaked at 129–141 MB with the dynamic ones and
 ///   at 91–93 MB with these; at 100,000 images, 57 MB against 60; the CPU did not move.
