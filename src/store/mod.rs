@@ -365,8 +365,8 @@ impl Store {
     // ----- The inventory -----
 
     /// Key hash and what is stored, in row order, for every image (present or deleted) of a
-    /// target and type. A list rather than a map: the caller builds its own map, sized once,
-    /// instead of a second one beside it (a million entries each).
+    /// target and type. A list rather than a map: the caller converts it in place into its
+    /// own index instead of building a second structure beside it (a million entries each).
     pub async fn known_images(
         &self,
         target: &str,

@@ -290,7 +290,7 @@ impl Inventory for SqliteBackend {
     ///
     /// Rows come packed, [`INDEX_CHUNK`] per query, as one text of numbers: sqlx spends about
     /// 3.5 µs on each row it hands over, which for this one bulk read was a third of an
-    /// unchanged re-sync. Only one chunk is in memory at a time besides the map.
+    /// unchanged re-sync. Only one chunk is in memory at a time besides the list.
     #[tracing::instrument(skip_all, err, fields(target, image_type = %image_type))]
     async fn known_images(
         &self,
